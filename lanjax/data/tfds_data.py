@@ -1,0 +1,112 @@
+"""TFDS datasets read with ``tfds.data_source`` (array_record, no TensorFlow).
+
+Where a dataset is looked for, in order:
+
+1. a prepared data dir: ``data_dir`` if given, else ``$TFDS_DATA_DIR``, else
+   TFDS's default (``~/tensorflow_datasets``);
+2. a manual dir of raw files (``manual_dir``): the dataset is prepared from it
+   into the data dir (preparing needs TensorFlow, in requirements.txt);
+3. a download, where ``download=True`` and there is internet.
+
+If none works, `DatasetNotFoundError` says which of these to do.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+class DatasetNotFoundError(FileNotFoundError):
+  """A TFDS dataset is neither prepared, nor preparable from what was given."""
+
+
+def resolve_data_dir(data_dir: Optional[str] = None) -> str:
+  """The TFDS data dir used: argument, then $TFDS_DATA_DIR, then TFDS default."""
+  if data_dir:
+    return os.path.abspath(os.path.expanduser(data_dir))
+  if os.environ.get('TFDS_DATA_DIR'):
+    return os.path.abspath(os.path.expanduser(os.environ['TFDS_DATA_DIR']))
+  return os.path.expanduser('~/tensorflow_datasets')
+
+
+def data_source(name: str, *, data_dir: Optional[str] = None,
+                manual_dir: Optional[str] = None, download: bool = False,
+                builder_kwargs: Optional[dict] = None):
+  """``tfds.data_source`` for ``name``, preparing it first where possible.
+
+  Returns:
+    A dict split -> random-access data source.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  data_dir = resolve_data_dir(data_dir)
+  builder = tfds.builder(name, data_dir=data_dir, **(builder_kwargs or {}))
+  if not builder.is_prepared():
+    if manual_dir or download:
+      try:
+        builder.download_and_prepare(
+            file_format='array_record',
+            download_config=tfds.download.DownloadConfig(
+                manual_dir=(os.path.abspath(manual_dir) if manual_dir
+                            else None)))
+      except Exception as e:  # pylint: disable=broad-except
+        raise DatasetNotFoundError(_not_found_message(
+            name, data_dir, manual_dir, download,
+            f'Preparing it failed: {type(e).__name__}: {e}')) from e
+    else:
+      raise DatasetNotFoundError(_not_found_message(
+          name, data_dir, manual_dir, download))
+  return tfds.data_source(name, data_dir=data_dir, download=False,
+                          builder_kwargs=builder_kwargs)
+
+
+def _not_found_message(name, data_dir, manual_dir, download, cause=''):
+  lines = [
+      f'The TFDS dataset {name!r} is not prepared in the data dir {data_dir}.',
+  ]
+  if cause:
+    lines.append(cause)
+  lines += [
+      'Fix it in one of these ways:',
+      f'  * point TFDS at a prepared copy: export TFDS_DATA_DIR=/path/to/'
+      f'tensorflow_datasets (e.g. TFDS_DATA_DIR=$(realpath '
+      f'../shared/tensorflow_datasets)), or --config.data.data_dir=...;',
+      f'  * prepare it from the raw files: --config.data.manual_dir=/path/to/'
+      f'raw/{name} (e.g. ../shared/data/{name}; needs tensorflow-cpu);',
+      '  * on a machine with internet: --config.data.download=True.',
+  ]
+  if manual_dir:
+    lines.append(f'(manual dir tried: {manual_dir})')
+  if download:
+    lines.append('(download was allowed and tried)')
+  return '\n'.join(lines)
+
+
+def load_arrays(name: str, split: str, keys: Sequence[str], *,
+                data_dir: Optional[str] = None,
+                manual_dir: Optional[str] = None, download: bool = False,
+                limit: Optional[int] = None) -> dict[str, np.ndarray]:
+  """Reads a whole split into stacked NumPy arrays, one per feature key.
+
+  Args:
+    name: the TFDS dataset name, e.g. ``'mnist'``.
+    split: the split, e.g. ``'train'``.
+    keys: the features to read, e.g. ``('image', 'label')``.
+    data_dir, manual_dir, download: see `data_source`.
+    limit: read only the first ``limit`` examples.
+
+  Returns:
+    ``{key: array}`` with the examples stacked on the first axis.
+  """
+  sources = data_source(name, data_dir=data_dir, manual_dir=manual_dir,
+                        download=download)
+  if split not in sources:
+    raise ValueError(f'The dataset {name!r} has no split {split!r}; it has: '
+                     f'{", ".join(sources)}.')
+  source = sources[split]
+  n = len(source) if limit is None else min(limit, len(source))
+  items = source.__getitems__(list(range(n)))
+  return {k: np.stack([np.asarray(item[k]) for item in items]) for k in keys}

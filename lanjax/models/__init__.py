@@ -1,0 +1,6 @@
+"""Flax NNX networks: the LAN A and the black boxes F of the paper's experiments."""
+
+from lanjax.models.lan import LatentAttentionNetwork
+from lanjax.models.classifiers import ConvClassifier
+
+__all__ = ['LatentAttentionNetwork', 'ConvClassifier']
