@@ -32,35 +32,43 @@ def resolve_data_dir(data_dir: Optional[str] = None) -> str:
   return os.path.expanduser('~/tensorflow_datasets')
 
 
-def data_source(name: str, *, data_dir: Optional[str] = None,
+def data_source(name: str, split: str, *, data_dir: Optional[str] = None,
                 manual_dir: Optional[str] = None, download: bool = False,
                 builder_kwargs: Optional[dict] = None):
-  """``tfds.data_source`` for ``name``, preparing it first where possible.
+  """``tfds.data_source(name, split=split)``, preparing the dataset if needed.
 
   Returns:
-    A dict split -> random-access data source.
+    A random-access data source (``len``, ``[i]``, ``__getitems__``).
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   data_dir = resolve_data_dir(data_dir)
-  builder = tfds.builder(name, data_dir=data_dir, **(builder_kwargs or {}))
-  if not builder.is_prepared():
-    if manual_dir or download:
-      try:
-        builder.download_and_prepare(
-            file_format='array_record',
-            download_config=tfds.download.DownloadConfig(
-                manual_dir=(os.path.abspath(manual_dir) if manual_dir
-                            else None)))
-      except Exception as e:  # pylint: disable=broad-except
-        raise DatasetNotFoundError(_not_found_message(
-            name, data_dir, manual_dir, download,
-            f'Preparing it failed: {type(e).__name__}: {e}')) from e
-    else:
+  read = lambda: tfds.data_source(name, split=split, data_dir=data_dir,
+                                  download=False,
+                                  builder_kwargs=builder_kwargs)
+  try:
+    return read()
+  except Exception as e:  # pylint: disable=broad-except
+    builder = tfds.builder(name, data_dir=data_dir, **(builder_kwargs or {}))
+    if builder.is_prepared():
+      if split not in builder.info.splits:
+        raise ValueError(
+            f'The dataset {name!r} has no split {split!r}; it has: '
+            f'{", ".join(builder.info.splits)}.') from e
+      raise
+    if not (manual_dir or download):
       raise DatasetNotFoundError(_not_found_message(
-          name, data_dir, manual_dir, download))
-  return tfds.data_source(name, data_dir=data_dir, download=False,
-                          builder_kwargs=builder_kwargs)
+          name, data_dir, manual_dir, download)) from None
+  try:
+    builder.download_and_prepare(
+        file_format='array_record',
+        download_config=tfds.download.DownloadConfig(
+            manual_dir=os.path.abspath(manual_dir) if manual_dir else None))
+  except Exception as e:  # pylint: disable=broad-except
+    raise DatasetNotFoundError(_not_found_message(
+        name, data_dir, manual_dir, download,
+        f'Preparing it failed: {type(e).__name__}: {e}')) from e
+  return read()
 
 
 def _not_found_message(name, data_dir, manual_dir, download, cause=''):
@@ -101,12 +109,11 @@ def load_arrays(name: str, split: str, keys: Sequence[str], *,
   Returns:
     ``{key: array}`` with the examples stacked on the first axis.
   """
-  sources = data_source(name, data_dir=data_dir, manual_dir=manual_dir,
-                        download=download)
-  if split not in sources:
-    raise ValueError(f'The dataset {name!r} has no split {split!r}; it has: '
-                     f'{", ".join(sources)}.')
-  source = sources[split]
+  source = data_source(name, split, data_dir=data_dir, manual_dir=manual_dir,
+                       download=download)
   n = len(source) if limit is None else min(limit, len(source))
-  items = source.__getitems__(list(range(n)))
+  try:
+    items = source.__getitems__(list(range(n)))  # batched read: faster
+  except TypeError:  # sources without a batched read (e.g. tfds mocks)
+    items = [source[i] for i in range(n)]
   return {k: np.stack([np.asarray(item[k]) for item in items]) for k in keys}
