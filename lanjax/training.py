@@ -114,7 +114,7 @@ def classifier_update(graphdef, tx, batch_fn: Callable, *, mesh=None,
     metrics = {
         'loss': loss,
         'accuracy': (jnp.argmax(logits, -1) == batch['y']).mean(),
-        'grad_norm': optax.global_norm(grads),
+        'grad_norm': optax.tree.norm(grads),
         'finite': finite,
     }
     return state, metrics
@@ -165,7 +165,7 @@ def lan_update(graphdef, tx, f_apply: Callable, batch_fn: Callable, *,
         loss_fn, has_aux=True)(state['params'])
     state, finite = apply_gradients(state, grads, loss, tx)
     metrics = {'loss': loss, 'fidelity': fidelity, 'mask_mean': coverage,
-               'grad_norm': optax.global_norm(grads), 'finite': finite}
+               'grad_norm': optax.tree.norm(grads), 'finite': finite}
     return state, metrics
 
   return update
