@@ -80,8 +80,9 @@ def get_config(arg=None):
   elif arg == 'quick':
     config.data.train_limit = 2_000
     config.data.test_limit = 500
-    config.f.num_steps = 60
-    config.f.eval_every = 30
+    config.f.num_steps = 100
+    config.f.learning_rate = 3e-3
+    config.f.eval_every = 50
     config.lan.num_steps = 40
     config.lan.num_samples = 2
     config.log_every = 20

@@ -30,3 +30,13 @@ def subprocess_env(**extra):
   env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   env.update(extra)
   return env
+
+
+def load_config(name: str, arg=None):
+  """``configs/<name>.py``'s ``get_config(arg)``, loaded by path."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(
+      f'configs_{name}', ROOT / 'configs' / f'{name}.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)

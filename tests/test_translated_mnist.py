@@ -1,0 +1,110 @@
+"""Translated MNIST: the domain generator and an end-to-end quick run."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from lanjax.data import translated_mnist as tm
+from lanjax.experiments import translated_mnist as experiment
+from conftest import ROOT, load_config, subprocess_env
+
+
+def test_allowed_positions_exclude_the_corner():
+  full = tm.allowed_positions(28, 12)
+  assert full.shape == (17, 17) and full.all()
+  corner = tm.allowed_positions(28, 12, exclude_corner=12)
+  # A 12x12 digit at (r, c) overlaps rows/cols 16..27 iff r > 4 and c > 4.
+  r, c = np.meshgrid(np.arange(17), np.arange(17), indexing='ij')
+  np.testing.assert_array_equal(corner, ~((r > 4) & (c > 4)))
+
+
+def test_placement_puts_the_digit_in_its_box_uniformly():
+  digits = jnp.ones((4000, 12, 12))
+  x, corners = jax.jit(tm.sample, static_argnums=3)(
+      jax.random.key(0), digits, tm.allowed_positions(28, 12), 28)
+  assert x.shape == (4000, 28, 28, 1)
+  for i in range(5):
+    r, c = map(int, corners[i])
+    np.testing.assert_array_equal(x[i, r:r + 12, c:c + 12, 0], 1.0)
+    assert float(x[i].sum()) == 144.0
+  counts = np.bincount(np.asarray(corners[:, 0]), minlength=17)
+  assert counts.min() > 0.5 * 4000 / 17 and counts.max() < 1.5 * 4000 / 17
+  # Fresh placements for a fresh key.
+  _, corners2 = tm.sample(jax.random.key(1), digits[:100],
+                          tm.allowed_positions(28, 12), 28)
+  assert not np.array_equal(corners[:100], corners2)
+
+
+def test_excluded_corner_is_never_touched():
+  digits = jnp.ones((3000, 12, 12))
+  x, _ = tm.sample(jax.random.key(0), digits,
+                   tm.allowed_positions(28, 12, exclude_corner=12), 28)
+  assert float(x[:, 16:, 16:].sum()) == 0.0
+  assert float(x[:, :16, :].sum()) > 0  # digits do appear elsewhere
+
+
+def test_small_digits_are_centred():
+  d = jnp.zeros((1, 7, 7)).at[0, 3, 3].set(1.0)  # the centre pixel
+  x = tm.place_centred(d, (10, 20))
+  assert float(x[0, 10, 20, 0]) == 1.0 and float(x.sum()) == 1.0
+
+
+def test_resize_keeps_range_and_shape():
+  images = np.random.RandomState(0).randint(0, 256, (3, 28, 28, 1)) / 255.0
+  out = tm.resize_digits(images, 12)
+  assert out.shape == (3, 12, 12)
+  assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+@pytest.mark.slow
+def test_quick_experiment_end_to_end_on_mock_data(tmp_path):
+  config = load_config('translated_mnist', 'quick')
+  config.data.data_dir = str(tmp_path / 'no_data_here')
+  config.data.train_limit = 200
+  config.data.test_limit = 100
+  config.eval.num_examples = 100
+  config.eval.small_digit_examples = 20
+  with tfds.testing.mock_data(num_examples=200):
+    experiment.train(config, str(tmp_path))
+    summary = experiment.evaluate(config, str(tmp_path))
+  for domain in ('standard', 'corner'):
+    d = tmp_path / domain
+    for name in ('fig2_attention_maps.png', 'fig3_grid.png',
+                 'fig3_small_digit_accuracy.png', 'metrics.json'):
+      assert (d / name).stat().st_size > 0, name
+    m = json.loads((d / 'metrics.json').read_text())
+    assert 0.0 <= m['f_test_accuracy'] <= 1.0
+    assert 0.0 <= m['importance_mass_in_box'] <= 1.0
+    assert m['f_step'] == config.f.num_steps
+    assert m['lan_step'] == config.lan.num_steps
+  assert set(summary['claims']) >= {'blob_around_digit',
+                                    'corner_accuracy_drops_when_excluded'}
+
+
+@pytest.mark.slow
+def test_train_then_evaluate_cli_on_real_mnist(tmp_path, shared_tfds_dir):
+  env = subprocess_env(TFDS_DATA_DIR=shared_tfds_dir)
+  common = ['--config', str(ROOT / 'configs' / 'translated_mnist.py:quick'),
+            '--workdir', str(tmp_path), "--config.domains=('standard',)"]
+  run = lambda script, *extra: subprocess.run(
+      [sys.executable, str(ROOT / script), *common, *extra], env=env,
+      capture_output=True, text=True, timeout=300)
+  r = run('train.py', '--config.evaluate_after_train=False')
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert '[f] step 100/100' in r.stdout and '[lan] step 40/40' in r.stdout
+  assert not (tmp_path / 'metrics.json').exists()
+  r = run('evaluate.py')
+  assert r.returncode == 0, r.stderr[-3000:]
+  m = json.loads((tmp_path / 'standard' / 'metrics.json').read_text())
+  # Even 100 steps of F on real digits beat chance (10%) clearly.
+  assert m['f_test_accuracy'] > 0.2
+  assert os.path.exists(tmp_path / 'config.json')
+  assert (tmp_path / 'tensorboard' / 'f').is_dir() or (
+      tmp_path / 'standard' / 'tensorboard' / 'f').is_dir()
