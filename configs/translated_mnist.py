@@ -62,7 +62,7 @@ def get_config(arg=None):
   config.lan.num_samples = 1  # K noise samples per example
   config.lan.chunk_size = 0  # >0: at most this many noise samples at once
   config.lan.batch_size = 128
-  config.lan.num_steps = 20_000
+  config.lan.num_steps = 10_000
 
   config.eval = ml_collections.ConfigDict()
   config.eval.num_examples = 10_000

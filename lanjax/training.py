@@ -342,6 +342,9 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
     print(f'[{name}] resuming from checkpoint at step {restored_step}',
           flush=True)
   start = int(state['step'])
+  if start > num_steps:
+    print(f'WARNING: [{name}] the checkpoint at step {start} is past '
+          f'num_steps={num_steps}; it is used as it is.', flush=True)
   if start >= num_steps:
     manager.close()
     return state
