@@ -33,6 +33,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from lanjax import io
 from lanjax import losses as losses_lib
 from lanjax import objective
 
@@ -262,7 +263,14 @@ class MetricLogger:
     self._t0, self._s0 = None, None
 
   def start(self, step: int):
+    """Starts timing at ``step``; drops logged lines past it (lost work)."""
     self._t0, self._s0 = time.perf_counter(), step
+    if jax.process_index() == 0 and os.path.exists(self.jsonl_path):
+      with open(self.jsonl_path) as fh:
+        lines = [l for l in fh if l.strip()]
+      kept = [l for l in lines if json.loads(l)['step'] <= step]
+      if len(kept) != len(lines):
+        io.write_text(self.jsonl_path, ''.join(kept))
 
   def write(self, step: int, scalars: dict):
     now = time.perf_counter()

@@ -71,7 +71,13 @@ def test_deterministic_for_a_seed_and_resume_is_identical(tmp_path):
   # Stop at 6 (checkpoint at 4 and at 6, the end), then run on to 10.
   s2 = _setup(tmp_path)
   _fit(s2, tmp_path / 'c', 6)
+  # A line logged after the last checkpoint by a run that then died.
+  with open(tmp_path / 'c' / 'metrics_lan.jsonl', 'a') as fh:
+    fh.write(json.dumps({'step': 8, 'loss': 0.0}) + '\n')
   resumed = _fit(_setup(tmp_path), tmp_path / 'c', 10)
+  steps = [json.loads(l)['step']
+           for l in open(tmp_path / 'c' / 'metrics_lan.jsonl')]
+  assert steps == [3, 6, 9, 10]  # the lost step-8 line is gone
   _assert_trees_equal(straight['params'], resumed['params'])
   _assert_trees_equal(straight['opt_state'], resumed['opt_state'])
   # A finished run returns at once from its checkpoint.
