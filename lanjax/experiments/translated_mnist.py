@@ -388,7 +388,8 @@ def evaluate_domain(config, workdir, data, domain) -> dict:
       np.asarray(test['x'][:n_fig]), np.asarray(stats['importance'][:n_fig]),
       np.asarray(test['corner'][:n_fig]), size,
       os.path.join(workdir, 'fig2_attention_maps.png'),
-      title=f'Translated MNIST ({domain}): digits and attention (1 - A(x))')
+      title=f'Translated MNIST ({domain}): digits and attention (1 - A(x))',
+      cols=min(n_fig, 4))
   figures.heatmap(
       grid, os.path.join(workdir, 'fig3_grid.png'),
       title=f'Mean attention over the test set ({domain})',
