@@ -52,6 +52,7 @@ def get_config(arg=None):
   config.f.batch_size = 128
   config.f.num_steps = 30_000
   config.f.eval_every = 2_000
+  config.f.init_from = ''  # a previous run's workdir: explain its F, don't train one
 
   config.lan = ml_collections.ConfigDict()
   config.lan.hidden = (100,)

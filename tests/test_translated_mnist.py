@@ -86,6 +86,17 @@ def test_quick_experiment_end_to_end_on_mock_data(tmp_path):
     assert m['lan_step'] == config.lan.num_steps
   assert set(summary['claims']) >= {'blob_around_digit',
                                     'corner_accuracy_drops_when_excluded'}
+  # Explain an existing F from another work dir: F is loaded, not trained.
+  config.f.init_from = str(tmp_path)
+  config.domains = ('standard',)
+  with tfds.testing.mock_data(num_examples=200):
+    experiment.train(config, str(tmp_path / 'explain'))
+  assert not (tmp_path / 'explain' / 'standard' / 'checkpoints' / 'f').exists()
+  explains = json.loads(
+      (tmp_path / 'explain' / 'standard' / 'lan_explains.json').read_text())
+  assert explains['f_checkpoint'] == str(
+      tmp_path / 'standard' / 'checkpoints' / 'f')
+  assert explains['f_step'] == config.f.num_steps
 
 
 @pytest.mark.slow

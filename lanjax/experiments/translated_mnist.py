@@ -135,6 +135,13 @@ def _lan_target_state(config):
 # Training.
 
 
+def f_checkpoint_dir(config, workdir, domain):
+  """Where F's checkpoints are: this run's, or ``config.f.init_from``'s."""
+  root = (os.path.join(config.f.init_from, domain) if config.f.init_from
+          else workdir)
+  return os.path.join(root, 'checkpoints', 'f')
+
+
 def test_set(config, data, domain, key):
   """A fixed translated test set: ``{'x', 'y', 'corner'}`` (same every call)."""
   n = min(config.eval.num_examples, data['test']['digits'].shape[0])
@@ -163,18 +170,22 @@ def train_domain(config, workdir, data, domain, mesh=None):
     return {'x': b['x'], 'y': b['y']}
 
   @jax.jit
-  def f_accuracy(params):
-    logits = f_apply(params, test['x'])
-    return (jnp.argmax(logits, -1) == test['y']).mean()
+  def f_accuracy(params, x, y):
+    return (jnp.argmax(f_apply(params, x), -1) == y).mean()
 
-  f_state = training.fit(
-      training.classifier_update(f_graphdef, _tx(config.f.learning_rate),
-                                 f_batch, mesh=mesh),
-      f_state, train_digits, rng=f_key, num_steps=config.f.num_steps,
-      workdir=workdir, name='f', log_every=config.log_every,
-      checkpoint_every=config.checkpoint_every, mesh=mesh,
-      eval_fn=lambda s: {'accuracy': f_accuracy(s['params'])},
-      eval_every=config.f.eval_every)
+  if config.f.init_from:  # explain an existing F: load it, don't train it
+    f_state, _ = training.load_state(
+        f_checkpoint_dir(config, workdir, domain), f_state, what='F')
+  else:
+    f_state = training.fit(
+        training.classifier_update(f_graphdef, _tx(config.f.learning_rate),
+                                   f_batch, mesh=mesh),
+        f_state, train_digits, rng=f_key, num_steps=config.f.num_steps,
+        workdir=workdir, name='f', log_every=config.log_every,
+        checkpoint_every=config.checkpoint_every, mesh=mesh,
+        eval_fn=lambda s: {'accuracy': f_accuracy(s['params'], test['x'],
+                                                  test['y'])},
+        eval_every=config.f.eval_every)
 
   # A on the frozen F.
   lan_graphdef, lan_state = _lan_target_state(config)
@@ -197,7 +208,8 @@ def train_domain(config, workdir, data, domain, mesh=None):
       name='lan', log_every=config.log_every,
       checkpoint_every=config.checkpoint_every, mesh=mesh)
   io.write_json(os.path.join(workdir, 'lan_explains.json'), {
-      'f_checkpoint': os.path.join(workdir, 'checkpoints', 'f'),
+      'f_checkpoint': os.path.abspath(f_checkpoint_dir(config, workdir,
+                                                       domain)),
       'f_step': int(f_state['step']), 'domain': domain})
   return f_state, lan_state
 
@@ -252,7 +264,7 @@ def evaluate_domain(config, workdir, data, domain) -> dict:
   f_graphdef, f_target = _f_target_state(config)
   lan_graphdef, lan_target = _lan_target_state(config)
   f_state, f_step = training.load_state(
-      os.path.join(workdir, 'checkpoints', 'f'), f_target, what='F')
+      f_checkpoint_dir(config, workdir, domain), f_target, what='F')
   lan_state, lan_step = training.load_state(
       os.path.join(workdir, 'checkpoints', 'lan'), lan_target, what='the LAN A')
   f_apply = f_apply_fn(f_graphdef)
