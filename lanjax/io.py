@@ -16,6 +16,9 @@ def atomic_path(path: str):
   suffix = os.path.splitext(path)[1]
   fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix=suffix)
   os.close(fd)
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give a normal file's mode
   try:
     yield tmp
     os.replace(tmp, path)

@@ -41,7 +41,7 @@ def attention_pairs(images, importance, corners, box_size, path, *, title='',
   fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6,
                label='importance 1 - A(x)')
   fig.suptitle(title, fontsize=9)
-  io.save_figure(fig, path, dpi=120)
+  io.save_figure(fig, path, dpi=120, bbox_inches='tight')
 
 
 def heatmap(values, path, *, title='', box=None, vmin=None, vmax=None,
@@ -61,6 +61,30 @@ def heatmap(values, path, *, title='', box=None, vmin=None, vmax=None,
   fig.colorbar(im, ax=ax, label=label)
   ax.set_title(title, fontsize=8)
   io.save_figure(fig, path, dpi=120, bbox_inches='tight')
+
+
+def panels(maps, path, *, titles, boxes=None, vmins=None, vmaxs=None,
+           suptitle=''):
+  """A row of maps (e.g. Fig. 3a-d); NaN cells dark blue, optional boxes."""
+  n = len(maps)
+  fig, axes = plt.subplots(1, n, figsize=(3.0 * n, 3.2), squeeze=False)
+  cmap = plt.get_cmap(CMAP).copy()
+  cmap.set_bad('#00007f')
+  for i, ax in enumerate(axes[0]):
+    im = ax.imshow(np.ma.masked_invalid(maps[i]), cmap=cmap,
+                   vmin=None if vmins is None else vmins[i],
+                   vmax=None if vmaxs is None else vmaxs[i])
+    if boxes is not None and boxes[i] is not None:
+      r, c, s = boxes[i]
+      ax.add_patch(patches.Rectangle((c - 0.5, r - 0.5), s, s, fill=False,
+                                     edgecolor='white', lw=1.2, ls='--'))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(titles[i], fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+  if suptitle:
+    fig.suptitle(suptitle, fontsize=9)
+  io.save_figure(fig, path, dpi=110, bbox_inches='tight')
 
 
 def curve(points, path, *, title='', xlabel='', ylabel='', labels=None):

@@ -417,16 +417,28 @@ def evaluate_domain(config, workdir, data, domain) -> dict:
                   title=f'F test accuracy ({domain})', xlabel='step',
                   ylabel='test accuracy')
   io.write_json(os.path.join(workdir, 'metrics.json'), m)
-  return m
+  return m, {'grid': grid, 'small_digit_accuracy': norm_acc}
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Evaluates every configured domain; writes ``workdir/metrics.json``."""
   data = digits(config, load_mnist(config))
-  results = {}
+  from lanjax.experiments import figures  # pylint: disable=g-import-not-at-top
+  results, maps = {}, {}
   for domain in config.domains:
-    results[domain] = evaluate_domain(config, os.path.join(workdir, domain),
-                                      data, domain)
+    results[domain], maps[domain] = evaluate_domain(
+        config, os.path.join(workdir, domain), data, domain)
+  # Fig. 3a-d in one row, as the paper lays it out.
+  c0 = config.data.canvas - config.data.corner_size
+  box = lambda d: (c0, c0, config.data.corner_size) if d == 'corner' else None
+  s = config.data.small_digit_size
+  figures.panels(
+      [maps[d][k] for d in maps for k in ('grid', 'small_digit_accuracy')],
+      os.path.join(workdir, 'fig3_grid_and_accuracy.png'),
+      titles=[t for d in maps for t in (
+          f'mean attention ({d})', f'norm. accuracy, {s}x{s} digits ({d})')],
+      boxes=[box(d) for d in maps for _ in range(2)],
+      vmins=[None, 0.0] * len(maps), vmaxs=[None, 1.0] * len(maps))
   summary = {'experiment': 'translated_mnist', 'domains': results}
   if 'standard' in results and 'corner' in results:
     s, c = results['standard'], results['corner']
