@@ -26,10 +26,10 @@ def main(argv):
   del argv
   if not flags.FLAGS['verbosity'].present:  # keep library INFO logs quiet
     logging.set_verbosity(logging.WARNING)
-  config = config_lib.validate(_CONFIG.value)
+  config = config_lib.validate_or_exit(_CONFIG.value)
   workdir = _WORKDIR.value or os.path.join('runs', config.experiment)
   get_experiment(config.experiment).evaluate(config, workdir)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=config_lib.parse_flags)

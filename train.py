@@ -30,7 +30,7 @@ def main(argv):
   del argv
   if not flags.FLAGS['verbosity'].present:  # keep library INFO logs quiet
     logging.set_verbosity(logging.WARNING)
-  config = config_lib.validate(_CONFIG.value)
+  config = config_lib.validate_or_exit(_CONFIG.value)
   workdir = _WORKDIR.value or os.path.join('runs', config.experiment)
   config_lib.save(config, workdir)
   experiment = get_experiment(config.experiment)
@@ -40,4 +40,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=config_lib.parse_flags)

@@ -43,6 +43,7 @@ def get_config(arg=None):
   config.data.data_dir = ''  # '' -> $TFDS_DATA_DIR -> ~/tensorflow_datasets
   config.data.manual_dir = ''  # raw IDX files to prepare from, e.g. ../shared/data/mnist
   config.data.download = False  # allow TFDS to download (needs internet)
+  config.data.value_range = (0.0, 1.0)  # pixels after scaling; checked on load
   config.data.train_limit = 0  # 0: all examples
   config.data.test_limit = 0
   config.data.canvas = 28

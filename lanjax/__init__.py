@@ -6,7 +6,9 @@ Pure functions (framework-agnostic, jit/vmap/grad-safe):
 * `ConstantNoise`, `BootstrapNoise`, `make_noise` - noise distributions H;
 * `lan_loss`, `lan_terms` - the objective, eq. (3), for any callable F;
 * `softmax_cross_entropy`, `squared_error` - output-space losses L_F;
-* `lanjax.metrics` - localisation and fidelity of masks.
+* `lanjax.metrics` - localisation and fidelity of masks;
+* `check_finite`, `check_range`, `check_lan_setup` - input checks that fail
+  early with a message that says what to fix (`lanjax.validation`).
 
 Networks (`lanjax.models`), training (`lanjax.training`), data
 (`lanjax.data`) and the paper's experiments (`lanjax.experiments`) build on
@@ -18,10 +20,12 @@ from lanjax.losses import softmax_cross_entropy, squared_error
 from lanjax.noise import BootstrapNoise, ConstantNoise, make_noise
 from lanjax.objective import lan_loss, lan_terms
 from lanjax import metrics
+from lanjax.validation import check_finite, check_lan_setup, check_range
 
 __version__ = '0.1.0'
 
 __all__ = [
     'corrupt', 'softmax_cross_entropy', 'squared_error', 'BootstrapNoise',
     'ConstantNoise', 'make_noise', 'lan_loss', 'lan_terms', 'metrics',
+    'check_finite', 'check_range', 'check_lan_setup',
 ]

@@ -2,57 +2,86 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+from typing import Optional, Sequence
 
 import ml_collections
 
 from lanjax import io
 
 
+class ConfigError(ValueError):
+  """A config value is out of range or of the wrong type."""
+
+
 def _check(cond, msg):
   if not cond:
-    raise ValueError(msg)
+    raise ConfigError(msg)
+
+
+def _is_int(v) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _got(v) -> str:
+  return f'{v!r} ({type(v).__name__})'
 
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Checks value ranges that the config's types cannot express.
+  """Checks the types and value ranges of the fields lanjax reads.
 
   Raises:
-    ValueError naming the field and the allowed values.
+    ConfigError (a ValueError) naming the field, the allowed values and what
+    it got.
   """
   if 'lan' in config:
     lan = config.lan
-    _check(lan.beta > 0, f'config.lan.beta must be > 0 (it weighs the mean '
-           f'mask, eq. 3), got {lan.beta}.')
-    _check(isinstance(lan.num_samples, int) and lan.num_samples >= 1,
-           f'config.lan.num_samples (K) must be an int >= 1, got '
-           f'{lan.num_samples!r}.')
+    _check(_is_number(lan.beta) and lan.beta > 0,
+           'config.lan.beta must be a number > 0 (it weighs the mean mask, '
+           f'eq. 3), got {_got(lan.beta)}.')
+    _check(_is_int(lan.num_samples) and lan.num_samples >= 1,
+           'config.lan.num_samples (K, noise samples per example) must be an '
+           f'int >= 1, got {_got(lan.num_samples)}.')
     _check(lan.noise in ('constant', 'bootstrap'),
            f"config.lan.noise must be 'constant' or 'bootstrap', got "
            f'{lan.noise!r}.')
-    _check(lan.chunk_size >= 0, 'config.lan.chunk_size must be >= 0 (0: no '
-           f'chunking), got {lan.chunk_size}.')
+    if 'chunk_size' in lan:
+      _check(_is_int(lan.chunk_size) and lan.chunk_size >= 0,
+             'config.lan.chunk_size must be an int >= 0 (0: no chunking), '
+             f'got {_got(lan.chunk_size)}.')
   for part in ('f', 'lan'):
     if part in config:
       sub = config[part]
       for key in ('batch_size', 'num_steps'):
         if key in sub:
-          _check(isinstance(sub[key], int) and sub[key] >= 1,
+          _check(_is_int(sub[key]) and sub[key] >= 1,
                  f'config.{part}.{key} must be an int >= 1, got '
-                 f'{sub[key]!r}.')
-      _check(sub.learning_rate > 0,
-             f'config.{part}.learning_rate must be > 0, got '
-             f'{sub.learning_rate}.')
+                 f'{_got(sub[key])}.')
+      _check(_is_number(sub.learning_rate) and sub.learning_rate > 0,
+             f'config.{part}.learning_rate must be a number > 0, got '
+             f'{_got(sub.learning_rate)}.')
   for key in ('log_every', 'checkpoint_every'):
     if key in config:
-      _check(isinstance(config[key], int) and config[key] >= 1,
-             f'config.{key} must be an int >= 1, got {config[key]!r}.')
+      _check(_is_int(config[key]) and config[key] >= 1,
+             f'config.{key} must be an int >= 1, got {_got(config[key])}.')
+  if 'data' in config and 'value_range' in config.data:
+    vr = config.data.value_range
+    _check(len(vr) == 2 and all(_is_number(v) for v in vr) and vr[0] < vr[1],
+           'config.data.value_range must be (low, high) with low < high, got '
+           f'{vr!r}.')
   if 'num_devices' in config:
     import jax  # pylint: disable=g-import-not-at-top
     n = config.num_devices or jax.device_count()
-    _check(0 < n <= jax.device_count(),
-           f'config.num_devices is {config.num_devices} but there are '
-           f'{jax.device_count()} devices.')
+    _check(_is_int(config.num_devices) and 0 < n <= jax.device_count(),
+           f'config.num_devices is {config.num_devices!r} but there are '
+           f'{jax.device_count()} devices; use 0 (all) or 1 to '
+           f'{jax.device_count()}.')
     for part in ('f', 'lan'):
       if part in config and 'batch_size' in config[part]:
         _check(config[part].batch_size % n == 0,
@@ -65,3 +94,84 @@ def save(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Records the config used in ``workdir/config.json``."""
   io.write_text(os.path.join(workdir, 'config.json'), config.to_json_best_effort(
       indent=2) + '\n')
+
+
+# ----------------------------------------------------------------------------
+# Command lines.
+
+
+def parse_flags(argv: Sequence[str], *, flag_values=None,
+                config_flag: str = 'config') -> list[str]:
+  """absl flags parser for the CLIs, with clear errors for config overrides.
+
+  Use as ``app.run(main, flags_parser=parse_flags)``. An override of a field
+  the config does not have (``--config.lan.bta=3``) exits with a message that
+  names it, suggests the closest field and lists the valid ones, instead of a
+  traceback; a value of the wrong type (``--config.lan.beta=abc``) exits with
+  absl's message, which names the flag and the value.
+
+  Returns:
+    The remaining (non-flag) arguments, as absl's default parser does.
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  fv = flags.FLAGS if flag_values is None else flag_values
+  try:
+    return fv(list(argv))
+  except flags.Error as e:
+    raise SystemExit(
+        f'FATAL Flags parsing error: {e}\n'
+        'Pass --helpshort or --helpfull to see help on flags.') from None
+  except (AttributeError, KeyError) as e:
+    message = unknown_override_message(argv, fv, config_flag=config_flag)
+    if message is None:
+      raise
+    raise SystemExit(message) from None
+
+
+def _config_spec(argv, fv, config_flag) -> str:
+  """The ``path[:variant]`` of the config on the command line, or the default."""
+  for i, arg in enumerate(argv):
+    m = re.match(rf'^--?{config_flag}(=(.*))?$', arg)
+    if m:
+      if m.group(1) is not None:
+        return m.group(2)
+      if i + 1 < len(argv):
+        return argv[i + 1]
+  return str(fv[config_flag].default_as_str).strip("'\"")
+
+
+def unknown_override_message(argv: Sequence[str], fv,
+                             config_flag: str = 'config') -> Optional[str]:
+  """The message for the first ``--config.a.b`` in ``argv`` the config lacks.
+
+  Returns None if every override names an existing field.
+  """
+  try:
+    config = fv[config_flag].parser.parse(_config_spec(argv, fv, config_flag))
+  except Exception:  # pylint: disable=broad-except
+    return None
+  for arg in argv:
+    m = re.match(rf'^--?(?:no)?{config_flag}\.([^=]+)', arg)
+    if not m:
+      continue
+    node, where = config, config_flag
+    for key in m.group(1).split('.'):
+      if not isinstance(node, (ml_collections.ConfigDict, dict)):
+        return (f'Unknown config field {where}.{key} (from {arg}): {where} is '
+                f'a {type(node).__name__} ({node!r}), it has no fields.')
+      if key not in node:
+        valid = sorted(node.keys())
+        close = difflib.get_close_matches(key, valid, n=1)
+        hint = f' Did you mean {where}.{close[0]}?' if close else ''
+        return (f'Unknown config field {where}.{key} (from {arg}).{hint}\n'
+                f'Valid fields of {where}: {", ".join(valid)}.')
+      node, where = node[key], f'{where}.{key}'
+  return None
+
+
+def validate_or_exit(config: ml_collections.ConfigDict):
+  """`validate` for the CLIs: an invalid config exits with its message."""
+  try:
+    return validate(config)
+  except ConfigError as e:
+    raise SystemExit(f'Invalid config: {e}') from None

@@ -8,9 +8,21 @@ import os
 import tempfile
 
 
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str):
-  """Yields a temporary path beside ``path``; renamed onto it on success."""
+  """Yields a temporary path beside ``path``; renamed onto it on success.
+
+  Whatever is written to the temporary path is flushed to disk and then
+  renamed onto ``path`` in one step, so ``path`` holds either its old content
+  or the complete new one. If the block raises, ``path`` is left untouched and
+  the temporary file removed.
+  """
   directory = os.path.dirname(os.path.abspath(path)) or '.'
   os.makedirs(directory, exist_ok=True)
   suffix = os.path.splitext(path)[1]
@@ -21,6 +33,9 @@ def atomic_path(path: str):
   os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give a normal file's mode
   try:
     yield tmp
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600)
+    with open(tmp, 'rb') as fh:
+      os.fsync(fh.fileno())
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):

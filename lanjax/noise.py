@@ -70,6 +70,11 @@ class BootstrapNoise:
       default=None, metadata=dict(static=True))
 
   def __post_init__(self):
+    # Only array-like pools are checked: pytree utilities rebuild the
+    # dataclass with placeholders (None, sentinels) as leaves.
+    if not hasattr(self.pool, 'shape') and not isinstance(
+        self.pool, (list, tuple)):
+      return
     shape = np.shape(self.pool)
     if len(shape) < 1 or shape[0] == 0:
       raise ValueError(

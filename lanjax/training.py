@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from typing import Any, Callable, Optional
 
@@ -36,6 +37,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from lanjax import io
 from lanjax import losses as losses_lib
 from lanjax import objective
+from lanjax import validation
+from lanjax.validation import check_lan_setup  # pylint: disable=unused-import
 
 State = dict  # {'step': int32 scalar, 'params': pytree, 'opt_state': pytree}
 
@@ -176,68 +179,182 @@ def lan_update(graphdef, tx, f_apply: Callable, batch_fn: Callable, *,
 # Checkpoints.
 
 
-def checkpoint_manager(directory, *, max_to_keep: int = 2):
-  """An orbax CheckpointManager over ``directory`` (atomic saves)."""
+class CheckpointError(RuntimeError):
+  """Checkpoints exist but none of them can be read."""
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint holds another state than the one asked for (another config)."""
+
+
+def checkpoint_manager(directory, *, max_to_keep: int = 2,
+                       cleanup_tmp: bool = False):
+  """An orbax CheckpointManager over ``directory`` (atomic saves).
+
+  Args:
+    directory: where the step directories live.
+    max_to_keep: checkpoints kept.
+    cleanup_tmp: remove temporary directories that an interrupted save left
+      behind (only for the process that trains into ``directory``).
+  """
   return ocp.CheckpointManager(
       os.path.abspath(directory),
-      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
-                                           create=True))
+      options=ocp.CheckpointManagerOptions(
+          max_to_keep=max_to_keep, create=True,
+          cleanup_tmp_directories=cleanup_tmp))
 
 
-def restore_latest(manager, target):
+def _key_name(k) -> str:
+  for attr in ('key', 'idx', 'name'):
+    if hasattr(k, attr):
+      return str(getattr(k, attr))
+  return str(k)
+
+
+def _array_specs(tree) -> dict[str, tuple]:
+  """``{path: (shape, dtype)}`` of a state, a `ShapeDtypeStruct` tree or an
+  orbax metadata tree; paths written the same way for all three."""
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {'/'.join(_key_name(k) for k in path): (
+      tuple(leaf.shape), str(np.dtype(leaf.dtype))) for path, leaf in flat
+          if hasattr(leaf, 'shape')}
+
+
+def _step_path(directory, step) -> str:
+  return os.path.join(os.fspath(directory), str(step), 'default')
+
+
+def _restore_step(directory, step, abstract):
+  checkpointer = ocp.StandardCheckpointer()
+  try:
+    return checkpointer.restore(_step_path(directory, step), abstract)
+  finally:
+    checkpointer.close()
+
+
+def _describe_mismatch(directory, step, abstract) -> Optional[str]:
+  """How the stored state differs from ``abstract``; None if it does not (or
+  if its metadata cannot be read, i.e. the checkpoint is damaged)."""
+  checkpointer = ocp.StandardCheckpointer()
+  try:
+    stored = _array_specs(
+        checkpointer.metadata(_step_path(directory, step)).item_metadata.tree)
+  except Exception:  # pylint: disable=broad-except
+    return None
+  finally:
+    checkpointer.close()
+  expected = _array_specs(abstract)
+  if sorted(stored.values()) == sorted(expected.values()):
+    return None
+  fmt = lambda v: 'missing' if v is None else f'{v[1]}{list(v[0])}'
+  diffs = [f'{p}: stored {fmt(stored.get(p))}, expected {fmt(expected.get(p))}'
+           for p in sorted(set(stored) | set(expected),
+                           key=lambda p: (not p.startswith('params'), p))
+           if stored.get(p) != expected.get(p)]
+  more = f' (and {len(diffs) - 5} more)' if len(diffs) > 5 else ''
+  return (f'{len(stored)} arrays stored, {len(expected)} expected; '
+          + '; '.join(diffs[:5]) + more)
+
+
+def _warn(message: str):
+  logging.warning('%s', message)
+  print(f'WARNING: {message}', flush=True)
+
+
+def _restore_newest(directory, steps, target, *, what: str):
+  """Restores the newest readable step: ``(state, step, unreadable_steps)``.
+
+  Raises CheckpointMismatchError where a checkpoint holds another state, and
+  CheckpointError where checkpoints exist but none can be read.
+  """
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+  unreadable, last_error = [], None
+  for step in sorted(steps, reverse=True):
+    try:
+      return _restore_step(directory, step, abstract), step, unreadable
+    except Exception as e:  # pylint: disable=broad-except
+      mismatch = _describe_mismatch(directory, step, abstract)
+      if mismatch is not None:
+        raise CheckpointMismatchError(
+            f'The checkpoint of {what} at {directory} (step {step}) does not '
+            f'match the state the config builds: {mismatch}. It was written '
+            'with another config (another architecture or optimiser): use '
+            'the config that wrote it, or another --workdir (or delete '
+            f'{directory} to start over).') from e
+      last_error = e
+      unreadable.append(step)
+      _warn(f'checkpoint {step} of {what} in {directory} cannot be read '
+            f'({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ""}); '
+            'falling back to the previous one.')
+  if unreadable:
+    raise CheckpointError(
+        f'None of the checkpoints of {what} in {directory} (steps '
+        f'{sorted(unreadable)}) can be read; the last error was '
+        f'{type(last_error).__name__}: {last_error}. Delete {directory} to '
+        'train it again from the start.') from last_error
+  return None, None, unreadable
+
+
+def restore_latest(manager, target, *, what: Optional[str] = None):
   """Restores the newest readable checkpoint into ``target``'s structure.
 
   A latest checkpoint that cannot be read (half written, corrupted) is skipped
-  with a warning and the previous one is used.
+  with a warning, the previous one is used, and the unreadable ones are
+  deleted so that training can write those steps again.
+
+  Raises:
+    CheckpointMismatchError (a ValueError) if a checkpoint holds another
+    state (a run of another config); CheckpointError if checkpoints exist but
+    none can be read. Training never silently starts over.
 
   Returns:
-    ``(state, step)``, or ``(None, None)`` if there is no readable checkpoint.
+    ``(state, step)``, or ``(None, None)`` if there is no checkpoint.
   """
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-  for step in sorted(manager.all_steps(), reverse=True):
-    try:
-      restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-      return restored, step
-    except Exception as e:  # pylint: disable=broad-except
-      logging.warning(
-          'Checkpoint %d in %s cannot be read (%s: %s); falling back to the '
-          'previous one.', step, manager.directory, type(e).__name__, e)
-      print(f'WARNING: checkpoint {step} in {manager.directory} cannot be '
-            f'read ({type(e).__name__}); falling back to the previous one.',
-            flush=True)
-  return None, None
+  directory = os.fspath(manager.directory)
+  state, step, unreadable = _restore_newest(
+      directory, manager.all_steps(), target,
+      what=what or 'the training state')
+  if unreadable and jax.process_index() == 0:
+    for bad in unreadable:
+      shutil.rmtree(os.path.join(directory, str(bad)), ignore_errors=True)
+      _warn(f'removed the unreadable checkpoint {bad} in {directory}; '
+            f'training resumes from step {step}.')
+    manager.reload()
+  return state, step
 
 
 def load_state(directory, target: State, *, what: str = 'F') -> tuple[State, int]:
-  """Loads the latest checkpoint in ``directory`` into ``target``'s structure.
+  """Loads the latest readable checkpoint in ``directory`` into ``target``.
 
-  Raises FileNotFoundError when there is none and ValueError when it does not
-  match ``target`` (another architecture), each naming what was expected.
+  Read only: an unreadable latest checkpoint is skipped with a warning.
+
+  Raises:
+    FileNotFoundError when there is no checkpoint, CheckpointMismatchError (a
+    ValueError) when it does not match ``target`` (another architecture), each
+    naming what was expected and where.
 
   Returns:
     ``(state, step)``.
   """
+  directory = os.path.abspath(directory)
   if not os.path.isdir(directory):
     raise FileNotFoundError(
-        f'No checkpoint of {what} at {directory}. Train it first (train.py '
-        'with the same --workdir trains F before A), or point the config at '
-        'the work dir that holds it.')
-  manager = checkpoint_manager(directory)
+        f'No checkpoint of {what} at {directory}: the directory does not '
+        'exist. Train it first (train.py with the same --config and --workdir '
+        'trains F, then A), or point --workdir at the run that holds it.')
+  manager = ocp.CheckpointManager(
+      directory, options=ocp.CheckpointManagerOptions(read_only=True))
   try:
-    if not manager.all_steps():
-      raise FileNotFoundError(
-          f'The directory {directory} holds no checkpoint of {what}.')
-    step = manager.latest_step()
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    try:
-      state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    except Exception as e:
-      raise ValueError(
-          f'The checkpoint of {what} at {directory} (step {step}) does not '
-          f'match the network the config builds ({type(e).__name__}: {e}). '
-          'Use the config that trained it.') from e
+    steps = manager.all_steps()
   finally:
     manager.close()
+  if not steps:
+    raise FileNotFoundError(
+        f'The directory {directory} holds no checkpoint of {what} (no '
+        'finished step directory). Train it first (train.py with the same '
+        '--config and --workdir), or point --workdir at the run that holds '
+        'it.')
+  state, step, _ = _restore_newest(directory, steps, target, what=what)
   return state, step
 
 
@@ -265,12 +382,7 @@ class MetricLogger:
   def start(self, step: int):
     """Starts timing at ``step``; drops logged lines past it (lost work)."""
     self._t0, self._s0 = time.perf_counter(), step
-    if jax.process_index() == 0 and os.path.exists(self.jsonl_path):
-      with open(self.jsonl_path) as fh:
-        lines = [l for l in fh if l.strip()]
-      kept = [l for l in lines if json.loads(l)['step'] <= step]
-      if len(kept) != len(lines):
-        io.write_text(self.jsonl_path, ''.join(kept))
+    _drop_log_records_after(self.jsonl_path, step)
 
   def write(self, step: int, scalars: dict):
     now = time.perf_counter()
@@ -290,6 +402,8 @@ class MetricLogger:
           f'({rate:.1f} steps/s)', flush=True)
 
   def write_eval(self, step: int, scalars: dict):
+    if not scalars:
+      return
     scalars = {f'test_{k}': float(v) for k, v in scalars.items()}
     if jax.process_index() == 0:
       with open(self.jsonl_path, 'a') as fh:
@@ -313,7 +427,8 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
         workdir, name: str, log_every: int = 100,
         checkpoint_every: int = 1000, max_to_keep: int = 2, mesh=None,
         eval_fn: Optional[Callable[[State], dict]] = None,
-        eval_every: int = 0, tensorboard: bool = True) -> State:
+        eval_every: int = 0, tensorboard: bool = True,
+        check_inputs: bool = True) -> State:
   """Runs ``update`` until ``state['step'] == num_steps``, resumably.
 
   If ``workdir/checkpoints/name`` holds a checkpoint, training resumes from
@@ -338,13 +453,27 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
       ``test_`` prefix every ``eval_every`` steps and at the end.
     eval_every: steps between evaluations (0: only at the end).
     tensorboard: write TensorBoard summaries.
+    check_inputs: before the first step, check that ``data`` holds no NaN or
+      inf (`lanjax.validation.check_finite`).
+
+  Raises:
+    NonFiniteError: a loss or gradient became NaN or inf (the message names
+      the step and the last good checkpoint).
+    CheckpointMismatchError: the checkpoints in the work dir belong to another
+      config.
+    ValueError: ``data`` holds NaN/inf, or the update does not fit the state
+      and data (found by `check_update` before anything is compiled).
 
   Returns:
     The final state.
   """
   manager = checkpoint_manager(os.path.join(workdir, 'checkpoints', name),
-                               max_to_keep=max_to_keep)
-  restored, restored_step = restore_latest(manager, state)
+                               max_to_keep=max_to_keep, cleanup_tmp=True)
+  try:
+    restored, restored_step = restore_latest(manager, state, what=f'[{name}]')
+  except Exception:
+    manager.close()
+    raise
   if restored is not None:
     state = restored
     print(f'[{name}] resuming from checkpoint at step {restored_step}',
@@ -362,11 +491,17 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
     data = jax.device_put(data, replicated)
 
   step_fn = jax.jit(update, donate_argnums=0)
+  try:
+    check_update(step_fn, state, data, rng, name=name,
+                 check_inputs=check_inputs)
+  except Exception:
+    manager.close()
+    raise
   logger = MetricLogger(workdir, name, total_steps=num_steps,
                         tensorboard=tensorboard)
   logger.start(start)
   pending = []  # device metrics since the last report: no per-step host sync
-  last_good = manager.latest_step()
+  last_good = restored_step
   try:
     for step in range(start, num_steps):
       state, metrics = step_fn(state, data, jax.random.fold_in(rng, step))
@@ -380,12 +515,15 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
         bad = [i for i, m in enumerate(host) if not m['finite']]
         if bad:
           first = done - len(host) + bad[0] + 1
+          good = (f'step {last_good} in {manager.directory}'
+                  if last_good is not None else
+                  f'none (nothing was saved in {manager.directory})')
           raise NonFiniteError(
               f'[{name}] non-finite loss or gradient at step {first} '
-              f'(loss={host[bad[0]]["loss"]}); the update was not applied. '
-              f'Last good checkpoint: '
-              f'{"step %d in %s" % (last_good, manager.directory) if last_good is not None else "none"}.'
-              ' Lower the learning rate or check the inputs for NaN/inf.')
+              f'(loss={host[bad[0]]["loss"]}); that update was not applied '
+              f'and training stopped. Last good checkpoint: {good}. Lower '
+              'the learning rate, or check the inputs and F for NaN/inf, then '
+              'run the same command again to resume from that checkpoint.')
         if report:
           logger.write(done, {k: np.mean([m[k] for m in host])
                               for k in host[-1]})
@@ -401,6 +539,70 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
     manager.close()
     logger.close()
   return state
+
+
+def check_update(update: Callable, state: State, data, rng, *,
+                 name: str = 'train', check_inputs: bool = True):
+  """Checks ``update`` against ``state`` and ``data`` without running it.
+
+  Traces one step with `jax.eval_shape` (nothing is compiled or computed), so
+  a shape error in the data, F, A or the noise is raised here, before the
+  first step, with the library's message rather than from inside XLA. Checks
+  that the update returns a state of the same structure, shapes and dtypes
+  (required to compile the step once and donate the state) and metrics with
+  ``'loss'`` and ``'finite'``; with ``check_inputs``, that ``data`` holds no
+  NaN or inf.
+
+  Raises:
+    ValueError naming the problem.
+  """
+  if check_inputs:
+    validation.check_finite(data, name=f'[{name}] data')
+  try:
+    new_state, metrics = jax.eval_shape(update, state, data,
+                                        jax.random.fold_in(rng, 0))
+  except Exception as e:
+    e.add_note(f'(raised while checking the [{name}] update on its state and '
+               'data before the first step, with jax.eval_shape: nothing was '
+               'compiled or run.)')
+    raise
+  before, after = _array_specs(state), _array_specs(new_state)
+  if (jax.tree.structure(state) != jax.tree.structure(new_state)
+      or before != after):
+    diffs = [f'{p}: {before.get(p)} -> {after.get(p)}'
+             for p in sorted(set(before) | set(after))
+             if before.get(p) != after.get(p)]
+    raise ValueError(
+        f'[{name}] the update returns a state that differs from the one it is '
+        f'given ({"; ".join(diffs[:5]) or "another pytree structure"}). It '
+        'must return the same structure, shapes and dtypes: the state is '
+        'donated and the step compiled once.')
+  missing = [k for k in ('loss', 'finite') if k not in metrics]
+  if missing:
+    raise ValueError(
+        f'[{name}] the update\'s metrics lack {missing}: fit needs the loss '
+        'and the finite flag of `apply_gradients` to stop on NaN/inf.')
+
+
+def _drop_log_records_after(path: str, step: int) -> None:
+  """Keeps only the JSON-lines records of ``path`` up to ``step``.
+
+  Records past ``step`` come from an interrupted run (the resumed run writes
+  them again); a line cut short by a kill is dropped too.
+  """
+  if not os.path.exists(path) or jax.process_index() != 0:
+    return
+  with open(path) as fh:
+    lines = fh.read().splitlines()
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line)['step'] <= step:
+        kept.append(line)
+    except (ValueError, KeyError, TypeError):  # a half-written last line
+      pass
+  if len(kept) != len(lines):
+    io.write_text(path, ''.join(line + '\n' for line in kept))
 
 
 def make_mesh(num_devices: Optional[int] = None) -> jax.sharding.Mesh:

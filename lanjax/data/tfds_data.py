@@ -56,6 +56,15 @@ def data_source(name: str, split: str, *, data_dir: Optional[str] = None,
             f'The dataset {name!r} has no split {split!r}; it has: '
             f'{", ".join(builder.info.splits)}.') from e
       raise
+    if manual_dir and not download and not (
+        os.path.isdir(manual_dir) and os.listdir(manual_dir)):
+      # Without its files TFDS would fall back to downloading (minutes of
+      # retries without internet): stop here and say so.
+      raise DatasetNotFoundError(_not_found_message(
+          name, data_dir, manual_dir, download,
+          f'The manual dir {os.path.abspath(manual_dir)} '
+          + ('is empty.' if os.path.isdir(manual_dir) else
+             'does not exist.'))) from None
     if not (manual_dir or download):
       raise DatasetNotFoundError(_not_found_message(
           name, data_dir, manual_dir, download)) from None

@@ -24,6 +24,7 @@ from lanjax import io
 from lanjax import metrics as metrics_lib
 from lanjax import noise as noise_lib
 from lanjax import training
+from lanjax import validation
 from lanjax.data import tfds_data
 from lanjax.data import translated_mnist as tm
 from lanjax.models import ConvClassifier, LatentAttentionNetwork
@@ -71,8 +72,12 @@ def load_mnist(config) -> dict[str, Any]:
     images = arrays['image'].astype(np.float32) / 255.0
     if images.ndim == 4:
       images = images[..., 0]
-    if not np.all(np.isfinite(images)):
-      raise ValueError(f'MNIST {split} images hold NaN or inf values.')
+    low, high = d.get('value_range', (0.0, 1.0))
+    validation.check_range(
+        images, low=low, high=high, name=f'{d.name} {split} images',
+        hint='The experiment expects images scaled to '
+             f'config.data.value_range ({low}, {high}): check the data in '
+             f'{d.data_dir or "$TFDS_DATA_DIR"}.')
     out[split] = {'images': images, 'labels': arrays['label'].astype(np.int32)}
   return out
 
