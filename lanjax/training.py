@@ -270,17 +270,17 @@ def _restore_newest(directory, steps, target, *, what: str):
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
   unreadable, last_error = [], None
   for step in sorted(steps, reverse=True):
+    mismatch = _describe_mismatch(directory, step, abstract)
+    if mismatch is not None:
+      raise CheckpointMismatchError(
+          f'The checkpoint of {what} at {directory} (step {step}) does not '
+          f'match the state the config builds: {mismatch}. It was written '
+          'with another config (another architecture or optimiser): use '
+          'the config that wrote it, or another --workdir (or delete '
+          f'{directory} to start over).')
     try:
       return _restore_step(directory, step, abstract), step, unreadable
     except Exception as e:  # pylint: disable=broad-except
-      mismatch = _describe_mismatch(directory, step, abstract)
-      if mismatch is not None:
-        raise CheckpointMismatchError(
-            f'The checkpoint of {what} at {directory} (step {step}) does not '
-            f'match the state the config builds: {mismatch}. It was written '
-            'with another config (another architecture or optimiser): use '
-            'the config that wrote it, or another --workdir (or delete '
-            f'{directory} to start over).') from e
       last_error = e
       unreadable.append(step)
       _warn(f'checkpoint {step} of {what} in {directory} cannot be read '
