@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 from typing import Optional, Sequence
@@ -90,10 +91,46 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return config
 
 
-def save(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Records the config used in ``workdir/config.json``."""
-  io.write_text(os.path.join(workdir, 'config.json'), config.to_json_best_effort(
-      indent=2) + '\n')
+def _flatten(d, prefix=''):
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def save(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
+  """Records the config used in ``workdir/config.json``.
+
+  Where the work dir already holds the config of an earlier run that differs,
+  prints a warning naming the changed fields: a resumed run continues from
+  its checkpoints with the new values (changed shapes are refused when the
+  checkpoints are restored; other changes, e.g. ``lan.beta``, are not).
+
+  Returns:
+    The fields that changed, e.g. ``['lan.beta']``.
+  """
+  path = os.path.join(workdir, 'config.json')
+  text = config.to_json_best_effort(indent=2) + '\n'
+  changed = []
+  if os.path.exists(path):
+    try:
+      with open(path) as fh:
+        old = _flatten(json.load(fh))
+      new = _flatten(json.loads(text))
+      changed = sorted(k for k in set(old) | set(new)
+                       if old.get(k) != new.get(k))
+    except (ValueError, AttributeError):
+      changed = []
+    if changed:
+      print(f'WARNING: {workdir} holds a run of another config (changed: '
+            f'{", ".join(changed)}); its checkpoints resume with the new '
+            'values. Use another --workdir to start a separate run.',
+            flush=True)
+  io.write_text(path, text)
+  return changed
 
 
 # ----------------------------------------------------------------------------

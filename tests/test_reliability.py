@@ -411,3 +411,22 @@ def test_atomic_write_replaces_whole_file_with_readable_permissions(tmp_path):
   umask = os.umask(0)
   os.umask(umask)
   assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_resuming_with_a_changed_config_warns(tmp_path, capsys):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  from lanjax import config as config_lib  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(
+      'tm_config', ROOT / 'configs' / 'translated_mnist.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config('quick')
+  assert config_lib.save(config, str(tmp_path)) == []
+  assert config_lib.save(config, str(tmp_path)) == []  # same config: silent
+  assert 'WARNING' not in capsys.readouterr().out
+  config.lan.beta = 7.0
+  config.f.num_steps = 100
+  assert config_lib.save(config, str(tmp_path)) == ['f.num_steps', 'lan.beta']
+  out = capsys.readouterr().out
+  assert 'another config (changed: f.num_steps, lan.beta)' in out
+  assert json.loads((tmp_path / 'config.json').read_text())['lan']['beta'] == 7
