@@ -3,7 +3,6 @@
 One test per case; each checks the message names the problem and the fix.
 """
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from jax.experimental import checkify
 from ml_collections import config_flags
 
 import lanjax
-from conftest import ROOT, subprocess_env
+from conftest import ROOT, load_config, subprocess_env
 from lanjax import config as config_lib
 from lanjax import training
 from lanjax.data import tfds_data
@@ -36,10 +35,7 @@ CONFIG = str(ROOT / 'configs' / 'translated_mnist.py')
 
 
 def _quick():
-  spec = importlib.util.spec_from_file_location('tm_config', CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config('quick')
+  return load_config('translated_mnist', 'quick')
 
 
 # ----------------------------------------------------------------------------
@@ -355,7 +351,7 @@ def test_experiment_checks_image_range(shared_tfds_dir):
 
 def test_missing_dataset_names_dataset_dir_and_fix(tmp_path):
   with pytest.raises(tfds_data.DatasetNotFoundError) as e:
-    tfds_data.data_source('mnist', data_dir=str(tmp_path))
+    tfds_data.data_source('mnist', 'train', data_dir=str(tmp_path))
   msg = str(e.value)
   assert f"'mnist' is not prepared in the data dir {tmp_path}" in msg
   assert 'export TFDS_DATA_DIR=' in msg
@@ -373,13 +369,13 @@ def test_missing_dataset_via_environment_variable(tmp_path, monkeypatch):
 def test_missing_manual_dir_fails_at_once(tmp_path):
   manual = tmp_path / 'raw' / 'mnist'
   with pytest.raises(tfds_data.DatasetNotFoundError) as e:
-    tfds_data.data_source('mnist', data_dir=str(tmp_path / 'tfds'),
+    tfds_data.data_source('mnist', 'train', data_dir=str(tmp_path / 'tfds'),
                           manual_dir=str(manual))
   assert f'The manual dir {manual} does not exist.' in str(e.value)
   manual.mkdir(parents=True)
   with pytest.raises(tfds_data.DatasetNotFoundError,
                      match=f'The manual dir {manual} is empty'):
-    tfds_data.data_source('mnist', data_dir=str(tmp_path / 'tfds'),
+    tfds_data.data_source('mnist', 'train', data_dir=str(tmp_path / 'tfds'),
                           manual_dir=str(manual))
 
 

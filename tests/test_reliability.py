@@ -25,7 +25,7 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import ROOT, subprocess_env
+from conftest import ROOT, load_config, subprocess_env
 from lanjax import io
 from lanjax import training
 
@@ -414,18 +414,13 @@ def test_atomic_write_replaces_whole_file_with_readable_permissions(tmp_path):
 
 
 def test_resuming_with_a_changed_config_warns(tmp_path, capsys):
-  import importlib.util  # pylint: disable=g-import-not-at-top
   from lanjax import config as config_lib  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location(
-      'tm_config', ROOT / 'configs' / 'translated_mnist.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config('quick')
+  config = load_config('translated_mnist', 'quick')
   assert config_lib.save(config, str(tmp_path)) == []
   assert config_lib.save(config, str(tmp_path)) == []  # same config: silent
   assert 'WARNING' not in capsys.readouterr().out
   config.lan.beta = 7.0
-  config.f.num_steps = 100
+  config.f.num_steps = 250
   assert config_lib.save(config, str(tmp_path)) == ['f.num_steps', 'lan.beta']
   out = capsys.readouterr().out
   assert 'another config (changed: f.num_steps, lan.beta)' in out
