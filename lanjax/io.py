@@ -8,12 +8,6 @@ import os
 import tempfile
 
 
-def _umask() -> int:
-  mask = os.umask(0)
-  os.umask(mask)
-  return mask
-
-
 @contextlib.contextmanager
 def atomic_path(path: str):
   """Yields a temporary path beside ``path``; renamed onto it on success.
@@ -33,7 +27,6 @@ def atomic_path(path: str):
   os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give a normal file's mode
   try:
     yield tmp
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600)
     with open(tmp, 'rb') as fh:
       os.fsync(fh.fileno())
     os.replace(tmp, path)
