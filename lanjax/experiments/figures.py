@@ -48,8 +48,7 @@ def heatmap(values, path, *, title='', box=None, vmin=None, vmax=None,
             label=''):
   """A single map (Fig. 3a-d); NaN cells drawn dark blue; optional box."""
   fig, ax = plt.subplots(figsize=(4.2, 3.6))
-  cmap = plt.get_cmap(CMAP).copy()
-  cmap.set_bad('#00007f')
+  cmap = plt.get_cmap(CMAP).with_extremes(bad='#00007f')
   im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin,
                  vmax=vmax)
   if box is not None:
@@ -68,8 +67,7 @@ def panels(maps, path, *, titles, boxes=None, vmins=None, vmaxs=None,
   """A row of maps (e.g. Fig. 3a-d); NaN cells dark blue, optional boxes."""
   n = len(maps)
   fig, axes = plt.subplots(1, n, figsize=(3.0 * n, 3.2), squeeze=False)
-  cmap = plt.get_cmap(CMAP).copy()
-  cmap.set_bad('#00007f')
+  cmap = plt.get_cmap(CMAP).with_extremes(bad='#00007f')
   for i, ax in enumerate(axes[0]):
     im = ax.imshow(np.ma.masked_invalid(maps[i]), cmap=cmap,
                    vmin=None if vmins is None else vmins[i],
