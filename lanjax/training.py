@@ -393,11 +393,20 @@ class MetricLogger:
     _drop_log_records_after(self.jsonl_path, step)
 
   def write(self, step: int, scalars: dict):
+    """Logs training scalars averaged since the last call, with the step rate."""
     now = time.perf_counter()
     rate = (step - self._s0) / max(now - self._t0, 1e-9)
     self._t0, self._s0 = now, step
+    self._emit(step, {**scalars, 'steps_per_sec': rate},
+               f' ({rate:.1f} steps/s)')
+
+  def write_eval(self, step: int, scalars: dict):
+    """Logs evaluation scalars with a ``test_`` prefix."""
+    if scalars:
+      self._emit(step, {f'test_{k}': v for k, v in scalars.items()})
+
+  def _emit(self, step: int, scalars: dict, suffix: str = ''):
     scalars = {k: float(v) for k, v in scalars.items()}
-    scalars['steps_per_sec'] = rate
     if jax.process_index() == 0:
       with open(self.jsonl_path, 'a') as fh:
         fh.write(json.dumps({'step': step, **scalars}) + '\n')
@@ -406,21 +415,8 @@ class MetricLogger:
       self.writer.flush()
     shown = ' '.join(f'{k}={v:.4g}' for k, v in scalars.items()
                      if k not in ('finite', 'steps_per_sec'))
-    print(f'[{self.name}] step {step}/{self.total_steps} {shown} '
-          f'({rate:.1f} steps/s)', flush=True)
-
-  def write_eval(self, step: int, scalars: dict):
-    if not scalars:
-      return
-    scalars = {f'test_{k}': float(v) for k, v in scalars.items()}
-    if jax.process_index() == 0:
-      with open(self.jsonl_path, 'a') as fh:
-        fh.write(json.dumps({'step': step, **scalars}) + '\n')
-    if self.writer is not None:
-      self.writer.write_scalars(step, scalars)
-      self.writer.flush()
-    shown = ' '.join(f'{k}={v:.4g}' for k, v in scalars.items())
-    print(f'[{self.name}] step {step}/{self.total_steps} {shown}', flush=True)
+    print(f'[{self.name}] step {step}/{self.total_steps} {shown}{suffix}',
+          flush=True)
 
   def close(self):
     if self.writer is not None:
