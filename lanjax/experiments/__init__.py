@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-EXPERIMENTS = ('translated_mnist',)
+EXPERIMENTS = ('translated_mnist', 'newsgroups')
 
 
 def get_experiment(name: str):

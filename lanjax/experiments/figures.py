@@ -100,3 +100,91 @@ def curve(points, path, *, title='', xlabel='', ylabel='', labels=None):
   ax.set_title(title, fontsize=9)
   ax.grid(alpha=0.3)
   io.save_figure(fig, path, dpi=120, bbox_inches='tight')
+
+
+def word_tables(rows, path, *, title='', max_doc_words=None, fontsize=9,
+                widths=(2.4, 7.2, 3.2)):
+  """Tables 1-2 of Grimm et al.: documents, their words and their top words.
+
+  Each row shows the document's topic (with F's prediction), its words, and
+  its most important words in rank order; words both in the document and
+  among the top words are on yellow, in both columns.
+
+  Args:
+    rows: dicts with ``group``, ``id``, ``predicted``, ``probability``,
+      ``doc_words`` and ``top_words`` (lists of str).
+    path: the PNG to write.
+    title: figure title.
+    max_doc_words: show at most this many document words (then "+N more").
+    fontsize: point size of the (monospace) text.
+    widths: the three column widths in inches.
+  """
+  import textwrap  # pylint: disable=g-import-not-at-top
+  cw = 0.6 * fontsize / 72  # inches per character of DejaVu Sans Mono
+  lh = 1.5 * fontsize / 72  # line height, inches
+  pad, gap = 0.1, 0.15
+
+  def flow(words, width, highlight):
+    cells, line, col = [], 0, 0
+    max_chars = max(int(width / cw), 1)
+    for i, w in enumerate(words):
+      sep = ',' if i < len(words) - 1 else ''
+      if col and col + len(w) + len(sep) > max_chars:
+        line, col = line + 1, 0
+      cells.append((line, col, w, sep, w in highlight))
+      col += len(w) + len(sep) + 1
+    return cells, (line + 1 if words else 1)
+
+  laid_out = []
+  for row in rows:
+    top, doc = list(row['top_words']), list(row['doc_words'])
+    both = set(top) & set(doc)
+    shown = doc
+    if max_doc_words is not None and len(doc) > max_doc_words:
+      shown = doc[:max_doc_words] + [f'... (+{len(doc) - max_doc_words} more)']
+    topic = textwrap.wrap(row['group'], int(widths[0] / cw)) + textwrap.wrap(
+        f'F: {row["predicted"]} (p={row["probability"]:.2f})',
+        int(widths[0] / cw)) + textwrap.wrap(
+            f'[{row["id"]}]', int(widths[0] / cw))
+    doc_cells, doc_lines = flow(shown, widths[1], both)
+    top_cells, top_lines = flow(top, widths[2], both)
+    height = max(len(topic), doc_lines, top_lines) * lh + 2 * pad
+    laid_out.append((topic, doc_cells, top_cells, height))
+
+  title_h = (title.count('\n') + 1) * lh * 1.3 + pad
+  header_h = lh + 2 * pad
+  fig_w = sum(widths) + 2 * gap + 2 * pad
+  fig_h = title_h + header_h + sum(h for *_, h in laid_out) + pad
+  fig = plt.figure(figsize=(fig_w, fig_h))
+  tr = fig.dpi_scale_trans
+  x0 = [pad, pad + widths[0] + gap, pad + widths[0] + widths[1] + 2 * gap]
+  mono = dict(family='DejaVu Sans Mono', fontsize=fontsize, va='top',
+              ha='left', transform=tr)
+
+  fig.text(fig_w / 2, fig_h - pad, title, ha='center', va='top',
+           fontsize=fontsize + 1, transform=tr)
+  y = fig_h - title_h
+  for x, text in zip(x0, ('Document topic', 'Document words (unordered)',
+                          'Most important words (1 - A(x)), in rank order')):
+    fig.text(x, y - pad, text, weight='bold', **mono)
+  y -= header_h
+
+  def hline(y):
+    fig.add_artist(plt.Line2D([pad, fig_w - pad], [y, y], transform=tr,
+                              color='0.3', lw=0.6))
+  hline(y)
+  for topic, doc_cells, top_cells, height in laid_out:
+    for i, t in enumerate(topic):
+      fig.text(x0[0], y - pad - i * lh, t,
+               weight='bold' if i == 0 else 'normal', **mono)
+    for x, cells in ((x0[1], doc_cells), (x0[2], top_cells)):
+      for line, col, word, sep, hl in cells:
+        yy = y - pad - line * lh
+        fig.text(x + col * cw, yy, word, bbox=dict(
+            facecolor='#ffe94d', edgecolor='none', pad=0.6) if hl else None,
+                 **mono)
+        if sep:
+          fig.text(x + (col + len(word)) * cw, yy, sep, **mono)
+    y -= height
+    hline(y)
+  io.save_figure(fig, path, dpi=110)

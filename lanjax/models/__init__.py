@@ -2,5 +2,6 @@
 
 from lanjax.models.lan import LatentAttentionNetwork
 from lanjax.models.classifiers import ConvClassifier
+from lanjax.models.dan import DeepAveragingNetwork
 
-__all__ = ['LatentAttentionNetwork', 'ConvClassifier']
+__all__ = ['LatentAttentionNetwork', 'ConvClassifier', 'DeepAveragingNetwork']
