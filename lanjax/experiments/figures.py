@@ -165,7 +165,7 @@ def word_tables(rows, path, *, title='', max_doc_words=None, fontsize=9,
            fontsize=fontsize + 1, transform=tr)
   y = fig_h - title_h
   for x, text in zip(x0, ('Document topic', 'Document words (unordered)',
-                          'Most important words (1 - A(x)), in rank order')):
+                          'Most important words')):
     fig.text(x, y - pad, text, weight='bold', **mono)
   y -= header_h
 
@@ -173,6 +173,7 @@ def word_tables(rows, path, *, title='', max_doc_words=None, fontsize=9,
     fig.add_artist(plt.Line2D([pad, fig_w - pad], [y, y], transform=tr,
                               color='0.3', lw=0.6))
   hline(y)
+  renderer = fig.canvas.get_renderer()
   for topic, doc_cells, top_cells, height in laid_out:
     for i, t in enumerate(topic):
       fig.text(x0[0], y - pad - i * lh, t,
@@ -180,11 +181,16 @@ def word_tables(rows, path, *, title='', max_doc_words=None, fontsize=9,
     for x, cells in ((x0[1], doc_cells), (x0[2], top_cells)):
       for line, col, word, sep, hl in cells:
         yy = y - pad - line * lh
-        fig.text(x + col * cw, yy, word, bbox=dict(
-            facecolor='#ffe94d', edgecolor='none', pad=0.6) if hl else None,
-                 **mono)
-        if sep:
-          fig.text(x + (col + len(word)) * cw, yy, sep, **mono)
+        if not hl:
+          fig.text(x + col * cw, yy, word + sep, **mono)
+          continue
+        t = fig.text(x + col * cw, yy, word, bbox=dict(
+            facecolor='#ffe94d', edgecolor='none', pad=0.6), **mono)
+        if sep:  # right after the word as drawn (not the estimated width)
+          t.set_bbox(None)
+          right = t.get_window_extent(renderer).x1 / fig.dpi
+          t.set_bbox(dict(facecolor='#ffe94d', edgecolor='none', pad=0.6))
+          fig.text(right, yy, sep, **mono)
     y -= height
     hline(y)
   io.save_figure(fig, path, dpi=110)
