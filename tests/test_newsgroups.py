@@ -223,10 +223,11 @@ def test_builder_prepares_from_a_manual_dir_and_drops_empty_documents(
                           test_per_class=1)
   data_dir = tmp_path / 'tfds'
   with pytest.raises(tfds_data.DatasetNotFoundError, match='manual_dir'):
-    tfds_data.data_source(ng.NAME, data_dir=str(data_dir))
-  sources = tfds_data.data_source(ng.NAME, data_dir=str(data_dir),
-                                  manual_dir=str(tmp_path / 'raw'))
-  assert {s: len(v) for s, v in sources.items()} == expected
+    tfds_data.data_source(ng.NAME, 'train', data_dir=str(data_dir))
+  train = tfds_data.data_source(ng.NAME, 'train', data_dir=str(data_dir),
+                                manual_dir=str(tmp_path / 'raw'))
+  test = tfds_data.data_source(ng.NAME, 'test', data_dir=str(data_dir))
+  assert {'train': len(train), 'test': len(test)} == expected
   train = tfds_data.load_arrays(ng.NAME, 'train', ('words', 'label', 'id'),
                                 data_dir=str(data_dir))
   assert train['words'].dtype == object
@@ -293,6 +294,7 @@ def test_quick_train_then_evaluate(tmp_path, repo_root):
   for key in ('f_test_accuracy', 'num_documents', 'vocab_size',
               'topk_in_document_share', 'topk_class_associated_share',
               'class_associated_share_random_vocab_words', 'deletion',
+              'specific_topk_in_document_share',
               'definitions', 'claims', 'table_documents'):
     assert key in m, key
   assert m['num_documents'] == {'train': 120, 'test': 60}

@@ -123,6 +123,11 @@ def _lan_target_state(config, vocab_size):
                                        optax.adam(config.lan.learning_rate))
 
 
+def f_checkpoint_dir(config, workdir):
+  """Where F's checkpoints are: this run's, or ``config.f.init_from``'s."""
+  return os.path.join(config.f.init_from or workdir, 'checkpoints', 'f')
+
+
 def _rngs(config):
   return jax.random.split(jax.random.key(config.seed), 3)  # F, A, eval
 
@@ -130,6 +135,23 @@ def _rngs(config):
 def _sample_docs(key, bow, labels, batch_size):
   idx = jax.random.randint(key, (batch_size,), 0, bow.num_docs)
   return ng.dense_batch(bow, idx), labels[idx]
+
+
+def mean_over_docs(fn, bow, *, chunk: int):
+  """The mean over all documents of ``fn(x (c, V)) -> (c, ...)``."""
+  n = bow.num_docs
+  m = -(-n // chunk) * chunk
+  idx = jnp.arange(m).reshape(-1, chunk)
+
+  def add(total, i):
+    weight = (i < n).astype(jnp.float32)  # the padding repeats a document
+    out = fn(ng.dense_batch(bow, jnp.minimum(i, n - 1)))
+    return total + jnp.tensordot(weight, out, 1), None
+
+  shape = jax.eval_shape(fn, jax.ShapeDtypeStruct((chunk, bow.vocab_size),
+                                                  jnp.float32))
+  total, _ = jax.lax.scan(add, jnp.zeros(shape.shape[1:], shape.dtype), idx)
+  return total / n
 
 
 def map_docs(fn, bow, *, chunk: int, extra=None):
@@ -181,15 +203,19 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
                     test_bow, chunk=config.eval.chunk)
     return (pred == test_labels).mean()
 
-  f_state = training.fit(
-      training.classifier_update(
-          f_graphdef, optax.adam(config.f.learning_rate), f_batch, mesh=mesh,
-          forward=lambda model, x, key: model(x, dropout_key=key)),
-      f_state, train_data, rng=f_key, num_steps=config.f.num_steps,
-      workdir=workdir, name='f', log_every=config.log_every,
-      checkpoint_every=config.checkpoint_every, mesh=mesh,
-      eval_fn=lambda s: {'accuracy': f_accuracy(s['params'])},
-      eval_every=config.f.eval_every)
+  if config.f.init_from:  # explain an existing F: load it, don't train it
+    f_state, _ = training.load_state(f_checkpoint_dir(config, workdir),
+                                     f_state, what='F')
+  else:
+    f_state = training.fit(
+        training.classifier_update(
+            f_graphdef, optax.adam(config.f.learning_rate), f_batch,
+            mesh=mesh, forward=lambda model, x, key: model(x, dropout_key=key)),
+        f_state, train_data, rng=f_key, num_steps=config.f.num_steps,
+        workdir=workdir, name='f', log_every=config.log_every,
+        checkpoint_every=config.checkpoint_every, mesh=mesh,
+        eval_fn=lambda s: {'accuracy': f_accuracy(s['params'])},
+        eval_every=config.f.eval_every)
 
   # A on the frozen F, as in lanjax/experiments/translated_mnist.py.
   lan_graphdef, lan_state = _lan_target_state(config, len(vocab))
@@ -209,7 +235,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
       name='lan', log_every=config.log_every,
       checkpoint_every=config.checkpoint_every, mesh=mesh)
   io.write_json(os.path.join(workdir, 'lan_explains.json'), {
-      'f_checkpoint': os.path.join(workdir, 'checkpoints', 'f'),
+      'f_checkpoint': f_checkpoint_dir(config, workdir),
       'f_step': int(f_state['step'])})
 
 
@@ -281,7 +307,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   f_graphdef, f_target = _f_target_state(config, v)
   lan_graphdef, lan_target = _lan_target_state(config, v)
   f_state, f_step = training.load_state(
-      os.path.join(workdir, 'checkpoints', 'f'), f_target, what='F')
+      f_checkpoint_dir(config, workdir), f_target, what='F')
   lan_state, lan_step = training.load_state(
       os.path.join(workdir, 'checkpoints', 'lan'), lan_target,
       what='the LAN A')
@@ -294,12 +320,20 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   test_bow, test_labels = bow['test'], jnp.asarray(labels['test'])
 
   @jax.jit
+  def mean_importance():
+    return mean_over_docs(lambda x: metrics_lib.importance(a(x)), test_bow,
+                          chunk=config.eval.chunk)
+
+  mean_imp = mean_importance()
+
+  @jax.jit
   def doc_stats(strong):
     def fn(x, idx, strong):
       logits = f(x)
       mask = a(x)
       imp = metrics_lib.importance(mask)
       top_imp, top = jax.lax.top_k(imp, k)
+      _, top_specific = jax.lax.top_k(imp - mean_imp, k)
       present = x > 0
       y = test_labels[idx]
       strong_y = strong[y]  # (c, V)
@@ -310,6 +344,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           'top': top, 'top_importance': top_imp,
           'top_in_doc': jnp.take_along_axis(present, top, -1),
           'top_assoc': jnp.take_along_axis(strong_y, top, -1),
+          'top_specific': top_specific,
+          'top_specific_in_doc': jnp.take_along_axis(present, top_specific,
+                                                     -1),
+          'top_specific_assoc': jnp.take_along_axis(strong_y, top_specific,
+                                                    -1),
           'doc_assoc_share': (present & strong_y).sum(-1) / jnp.maximum(
               n_present, 1),
           'vocab_assoc_share': strong_y.mean(-1),
@@ -370,6 +409,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           stats['vocab_assoc_share'].mean()),
       'class_associated_share_document_words': float(
           stats['doc_assoc_share'].mean()),
+      'specific_topk_in_document_share': float(
+          stats['top_specific_in_doc'].mean()),
+      'specific_topk_class_associated_share': float(
+          stats['top_specific_assoc'].mean()),
       'topk_distinct_words_over_test_docs': len(counted),
       'topk_most_common_words': [[w, c / n_docs] for w, c in most_common],
       'mask_mean': float(stats['mask_mean'].mean()),
@@ -412,6 +455,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                                        'all vocabulary words',
           'class_associated_share_document_words': 'the same share among the '
                                                    'document\'s own words',
+          'specific_topk': f'the {k} vocabulary words of highest '
+                           'input-specific importance: 1 - A(x) minus its '
+                           'mean over the test documents (the mask\'s static '
+                           'part removed, as for the grid in translated '
+                           'MNIST)',
           'deletion': 'F\'s softmax probability of its prediction on the '
                       'clean document while the document\'s distinct words '
                       'are zeroed, most important first (LAN order: '
@@ -522,6 +570,7 @@ def _table_rows(config, corpus, vocab, stats, correct) -> list[dict]:
     doc_words = list(dict.fromkeys(
         w if w in known else ng.UNK for w in test['docs'][pick]))
     top = [vocab[j] for j in stats['top'][pick]]
+    specific = [vocab[j] for j in stats['top_specific'][pick]]
     rows.append({
         'group': group, 'id': test['ids'][pick],
         'subject': test['subjects'][pick],
@@ -530,6 +579,7 @@ def _table_rows(config, corpus, vocab, stats, correct) -> list[dict]:
         'doc_words': doc_words, 'top_words': top,
         'top_importance': [float(x) for x in stats['top_importance'][pick]],
         'in_doc': [w in set(doc_words) for w in top],
+        'specific_words': specific,
     })
   return rows
 
@@ -537,15 +587,19 @@ def _table_rows(config, corpus, vocab, stats, correct) -> list[dict]:
 def _tables_markdown(rows, k) -> str:
   """Tables 1-2 (one table each) and a table of the other classes."""
   header = ['| Document topic | Document words (unordered) | '
-            f'{k} most important words |', '|---|---|---|']
+            f'{k} most important words | {k} most important, input-specific '
+            '|', '|---|---|---|---|']
 
   def line(row):
     top = set(row['top_words'])
+    words = set(row['doc_words'])
     doc = ', '.join(f'**{w}**' if w in top else w for w in row['doc_words'])
     imp = ', '.join(f'**{w}**' if inn else w
                     for w, inn in zip(row['top_words'], row['in_doc']))
+    spec = ', '.join(f'**{w}**' if w in words else w
+                     for w in row['specific_words'])
     return (f'| {row["group"]}<br>({row["id"]}; F: {row["predicted"]}, '
-            f'p = {row["probability"]:.2f}) | {doc} | {imp} |')
+            f'p = {row["probability"]:.2f}) | {doc} | {imp} | {spec} |')
 
   lines = [
       '# 20 Newsgroups: what the LAN says the DAN attends to',
@@ -554,7 +608,10 @@ def _tables_markdown(rows, k) -> str:
       f'as {ng.UNK}), in order of first occurrence, and the {k} words of '
       f'highest importance 1 - A(x) over the whole vocabulary, most '
       f'important first. **Bold**: words both in the document and among the '
-      f'{k} (yellow in the paper).', '']
+      f'{k} (yellow in the paper). The last column ranks by input-specific '
+      f'importance, 1 - A(x) minus its mean over the test documents, which '
+      f'removes the part of the mask that is the same for every document.',
+      '']
   paper = [r for r in rows if r['group'] in TABLE_CLASSES]
   others = [r for r in rows if r['group'] not in TABLE_CLASSES]
   for n, row in enumerate(paper):
