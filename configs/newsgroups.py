@@ -5,27 +5,41 @@ Prepares the TFDS dataset ``twenty_newsgroups`` from ``20news-bydate.tar.gz``
 trains the Deep Averaging Network F (embedding 50, hidden 200 and 150 with
 ReLU and dropout, 20 classes; Adam, batch 32) and the LAN A on the frozen F
 (FC(100, l-ReLU), FC(1000, l-ReLU), FC(vocab, sigmoid); beta = 50; constant
-noise 0, i.e. a corrupted count is scaled toward zero; Adam 1e-3, batch 32),
+noise 0, i.e. a corrupted count is scaled toward zero; Adam 1e-3),
 and writes tables.md / tables.png (Tables 1-2 and one document per class),
 deletion_curve.png and metrics.json.
 
 Departures from the paper, for a 2-core CPU:
-  * F: Adam 1e-3 for TODO steps instead of 5e-5 for 1,000,000 (the loss
-    plateaus long before); A: TODO steps instead of 100,000.
+  * F: Adam 1e-3 for 12,000 steps instead of 5e-5 for 1,000,000, with DAN's
+    word dropout (0.3) besides dropout 0.5 on the hidden layers: without it
+    F overfits after ~2,000 steps (75.9% at best, 75.2% at 12,000).
+  * A: 2,000 steps of batch 128 instead of 100,000 (batch not given in the
+    paper). A's step time here is mostly its fixed per-step cost (Adam on
+    11 M parameters), so batch 128 costs ~1.3x batch 32 and reaches a lower
+    fidelity loss (0.07 vs 0.13) in fewer steps.
   * Vocabulary: the 10,000 most frequent training words (seen >= 2 times),
-    UNK for the rest (about 83% of training tokens are in it). A's last layer
-    is 1000 x V, so A has about 11 M parameters (plus 22 M of Adam state,
-    ~130 MB) and its step time grows linearly with V; 10,000 keeps a step
-    near TODO ms here. The paper's tables include rare names (gonzalez,
-    terlep), so its vocabulary was larger: --config.data.vocab_size=30000
-    is possible at ~3x the LAN's time.
+    UNK for the rest (82.6% of training tokens are in it). A's last layer
+    is 1000 x V, so A has 11 M parameters (45 MB, 135 MB with Adam's state)
+    and its step time grows with V; 10,000 keeps the run near 10 minutes.
+    The paper's tables show rare names (gonzalez, terlep), so its vocabulary
+    was larger; --config.data.vocab_size=20000 gives F 79.6% (vs 78.5%),
+    with A's last layer twice as large.
 
-Measured (default, 2-core CPU, shared): TODO.
+Measured (default; the shared 2-core CPU at load ~5; 2026-11):
+  python train.py --config configs/newsgroups.py --workdir /tmp/news
+  takes 8 min 43 s end to end (prepare 10 s, F 2 min, A 6 min, evaluate
+  25 s; at load ~10 A's steps take ~0.3 s, ~14 min in all). It reaches: F
+  test accuracy 0.785 (11,314 train / 7,531 test documents); top-15 words
+  in the document 0.143 (random vocabulary words 0.006), strongly associated
+  with the document's class 0.280 (vocabulary 0.062); deletion AUC of F's
+  predicted-class probability 0.544 in LAN order vs 0.612 random (gradient x
+  input of F: 0.092).
 
 Variants (``--config configs/newsgroups.py:VARIANT``):
   (none)  the default above.
   paper   the paper's schedule and learning rates (F: 1,000,000 steps at
-          5e-5; A: 100,000 steps): days on a CPU.
+          5e-5, no word dropout; A: 100,000 steps of batch 32): days on a
+          CPU.
   quick   a smoke run in well under a minute on a tiny corpus (tests make a
           synthetic tarball and pass it as --config.data.manual_dir).
 
@@ -102,7 +116,7 @@ def get_config(arg=None):
     config.f.eval_every = 50_000
     config.lan.batch_size = 32
     config.lan.num_steps = 100_000
-    config.data.vocab_size = 30_000
+    config.f.word_dropout_rate = 0.0
     config.checkpoint_every = 10_000
   elif arg == 'quick':
     config.data.vocab_size = 300

@@ -173,7 +173,6 @@ def word_tables(rows, path, *, title='', max_doc_words=None, fontsize=9,
     fig.add_artist(plt.Line2D([pad, fig_w - pad], [y, y], transform=tr,
                               color='0.3', lw=0.6))
   hline(y)
-  renderer = fig.canvas.get_renderer()
   for topic, doc_cells, top_cells, height in laid_out:
     for i, t in enumerate(topic):
       fig.text(x0[0], y - pad - i * lh, t,
@@ -181,16 +180,11 @@ def word_tables(rows, path, *, title='', max_doc_words=None, fontsize=9,
     for x, cells in ((x0[1], doc_cells), (x0[2], top_cells)):
       for line, col, word, sep, hl in cells:
         yy = y - pad - line * lh
-        if not hl:
-          fig.text(x + col * cw, yy, word + sep, **mono)
-          continue
-        t = fig.text(x + col * cw, yy, word, bbox=dict(
-            facecolor='#ffe94d', edgecolor='none', pad=0.6), **mono)
-        if sep:  # right after the word as drawn (not the estimated width)
-          t.set_bbox(None)
-          right = t.get_window_extent(renderer).x1 / fig.dpi
-          t.set_bbox(dict(facecolor='#ffe94d', edgecolor='none', pad=0.6))
-          fig.text(right, yy, sep, **mono)
+        if hl:  # the word on yellow, under the same text drawn plain
+          fig.text(x + col * cw, yy, word, color='none', zorder=1,
+                   bbox=dict(facecolor='#ffe94d', edgecolor='none', pad=0.6),
+                   **mono)
+        fig.text(x + col * cw, yy, word + sep, zorder=2, **mono)
     y -= height
     hline(y)
   io.save_figure(fig, path, dpi=110)

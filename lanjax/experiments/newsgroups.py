@@ -11,8 +11,17 @@ noise 0: a corrupted word count is scaled toward zero,
   ``1 - A(x)`` over the whole vocabulary, words present in the document
   highlighted;
 * ``deletion_curve.png`` and ``metrics.json``: whether those words matter to
-  F (the deletion curve in LAN order against random order), whether they are
-  in the document and whether they are associated with its class.
+  F (the deletion curve in LAN order against random order, and against the
+  gradient x input of F as a reference), whether they are in the document and
+  whether they are associated with its class.
+
+A property of this setup worth knowing when reading the masks: F averages,
+so ``F(c x) = F(x)``, and with noise 0 the corruption only rescales counts.
+Scaling every word by the same factor costs no fidelity, so eq. 3 lets A push
+the whole mask toward 1 for free (mean A(x) ends near 0.999); what ranks the
+words is only how far each word's share may move, a weaker signal than
+deleting it. Ranking (top-k, deletion order) is therefore by ``1 - A(x)``
+relative to the other words, which saturation of the sigmoid preserves.
 """
 
 from __future__ import annotations
@@ -376,18 +385,26 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       lan_order = _order(jnp.take_along_axis(imp, ids, -1), ids, valid)
       rand = jax.random.uniform(jax.random.fold_in(key, idx[0]), ids.shape)
       rand_order = _order(rand, ids, valid)
-      curve_lan, auc_lan = metrics_lib.deletion_curve(
-          f, x, lan_order, num_steps=steps)
-      curve_rand, auc_rand = metrics_lib.deletion_curve(
-          f, x, rand_order, num_steps=steps)
-      return {'curve_lan': curve_lan.T, 'auc_lan': auc_lan,
-              'curve_random': curve_rand.T, 'auc_random': auc_rand}
+      # A reference that looks inside F: gradient x input of the log
+      # probability of F's prediction.
+      pred = jnp.argmax(f(x), -1)
+      logp = lambda z: jnp.take_along_axis(jax.nn.log_softmax(f(z)),
+                                           pred[:, None], -1).sum()
+      saliency = jax.grad(logp)(x) * x
+      grad_order = _order(jnp.take_along_axis(saliency, ids, -1), ids, valid)
+      out = {}
+      for name, order in (('lan', lan_order), ('random', rand_order),
+                          ('gradient', grad_order)):
+        curve, auc = metrics_lib.deletion_curve(f, x, order, num_steps=steps)
+        out[f'curve_{name}'], out[f'auc_{name}'] = curve.T, auc
+      return out
     return map_docs(fn, bow_subset, chunk=config.eval.chunk, extra=key)
 
   dele = jax.device_get(deletion(del_bow, del_key))
   frac = np.linspace(0.0, 1.0, steps + 1)
   curve_lan = dele['curve_lan'].mean(0)
   curve_rand = dele['curve_random'].mean(0)
+  curve_grad = dele['curve_gradient'].mean(0)
 
   top_words = [[vocab[i] for i in row] for row in stats['top']]
   counted = collections_counter(top_words)
@@ -421,11 +438,13 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           'num_docs': int(n_del), 'num_steps': int(steps),
           'auc_lan_order': float(dele['auc_lan'].mean()),
           'auc_random_order': float(dele['auc_random'].mean()),
+          'auc_gradient_x_input_order': float(dele['auc_gradient'].mean()),
           'share_docs_lan_below_random': float(
               (dele['auc_lan'] < dele['auc_random']).mean()),
           'fraction_deleted': frac.tolist(),
           'curve_lan_order': curve_lan.tolist(),
           'curve_random_order': curve_rand.tolist(),
+          'curve_gradient_x_input_order': curve_grad.tolist(),
       },
       'beta': float(config.lan.beta),
       'definitions': {
@@ -463,7 +482,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           'deletion': 'F\'s softmax probability of its prediction on the '
                       'clean document while the document\'s distinct words '
                       'are zeroed, most important first (LAN order: '
-                      'decreasing 1 - A(x)) or in random order; '
+                      'decreasing 1 - A(x)), in random order, or, as a '
+                      'reference that reads F\'s gradients, by decreasing '
+                      'gradient x input of log p(prediction); '
                       f'{steps} steps of equal fractions of the words; AUC by '
                       'the trapezoid rule over the fraction deleted (lower: '
                       'the order removes what F needs sooner)',
@@ -471,6 +492,13 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                        'document\'s words for mask_mean_on_document_words)',
       },
   }
+  d = m['deletion']
+  span = d['auc_random_order'] - d['auc_gradient_x_input_order']
+  d['lan_share_of_gradient_gain'] = float(
+      (d['auc_random_order'] - d['auc_lan_order']) / span) if span else None
+  m['definitions']['lan_share_of_gradient_gain'] = (
+      '(AUC random - AUC LAN) / (AUC random - AUC gradient x input): 0 is no '
+      'better than random, 1 as good as the gradient reference')
   m['claims'] = {
       'f_accuracy_at_least_75_percent': m['f_test_accuracy'] >= 0.75,
       'lan_order_deletes_what_f_needs_sooner_than_random':
@@ -499,14 +527,17 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       title=f'One test document per class: its words and the {k} most '
             'important words; yellow: in both', max_doc_words=60)
   figures.curve(
-      [np.stack([frac, curve_lan], 1), np.stack([frac, curve_rand], 1)],
+      [np.stack([frac, curve_lan], 1), np.stack([frac, curve_rand], 1),
+       np.stack([frac, curve_grad], 1)],
       os.path.join(workdir, 'deletion_curve.png'),
       title=f'Deletion of document words ({n_del} test documents)\nAUC: LAN '
             f'order {m["deletion"]["auc_lan_order"]:.3f}, random '
-            f'{m["deletion"]["auc_random_order"]:.3f}',
+            f'{m["deletion"]["auc_random_order"]:.3f}, gradient x input '
+            f'{m["deletion"]["auc_gradient_x_input_order"]:.3f}',
       xlabel='fraction of the document\'s distinct words zeroed',
       ylabel='F\'s probability of its prediction',
-      labels=['LAN order (most important first)', 'random order'])
+      labels=['LAN order (most important first)', 'random order',
+              'gradient x input of F (reference)'])
 
   curve = _learning_curve(os.path.join(workdir, 'metrics_f.jsonl'))
   m['f_learning_curve'] = curve
@@ -518,7 +549,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         f'{m["class_associated_share_random_vocab_words"]:.3f}, document '
         f'words {m["class_associated_share_document_words"]:.3f}); deletion '
         f'AUC LAN {m["deletion"]["auc_lan_order"]:.3f} vs random '
-        f'{m["deletion"]["auc_random_order"]:.3f}', flush=True)
+        f'{m["deletion"]["auc_random_order"]:.3f} (gradient x input '
+        f'{m["deletion"]["auc_gradient_x_input_order"]:.3f})', flush=True)
   print('claims:', m['claims'], flush=True)
   return m
 
