@@ -33,7 +33,8 @@ def get_config(arg=None):
   config.experiment = 'translated_mnist'
   config.seed = 0
   config.domains = ('standard', 'corner')
-  config.num_devices = 0  # 0: all local devices (data parallel)
+  config.num_devices = 0  # 0: all devices (data parallel over the batch)
+  config.distributed = False  # True: jax.distributed.initialize() (multi-host)
   config.log_every = 500
   config.checkpoint_every = 2000
   config.evaluate_after_train = True
@@ -69,6 +70,7 @@ def get_config(arg=None):
   config.lan.noise_value = 0.0  # c, for constant noise
   config.lan.num_samples = 1  # K noise samples per example
   config.lan.chunk_size = 0  # >0: at most this many noise samples at once
+  config.lan.chunk_memory_mb = 0  # >0: chunk_size from this memory budget
   config.lan.batch_size = 128
   config.lan.num_steps = 10_000
 

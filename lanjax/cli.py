@@ -33,6 +33,11 @@ def run(main: Callable[..., None]) -> None:
     del argv
     if not flags.FLAGS['verbosity'].present:  # keep library INFO logs quiet
       logging.set_verbosity(logging.WARNING)
+    if config_flag.value.get('distributed', False):
+      # Multi-host (TPU pod slices, GPU clusters): join the other processes
+      # before JAX is used; coordinator and ranks come from the environment.
+      import jax  # pylint: disable=g-import-not-at-top
+      jax.distributed.initialize()
     config = config_lib.validate_or_exit(config_flag.value)
     main(config, workdir_flag.value or os.path.join('runs', config.experiment))
 

@@ -56,6 +56,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       _check(_is_int(lan.chunk_size) and lan.chunk_size >= 0,
              'config.lan.chunk_size must be an int >= 0 (0: no chunking), '
              f'got {_got(lan.chunk_size)}.')
+    if 'chunk_memory_mb' in lan:
+      _check(_is_number(lan.chunk_memory_mb) and lan.chunk_memory_mb >= 0,
+             'config.lan.chunk_memory_mb must be a number >= 0 (0: no memory '
+             f'budget), got {_got(lan.chunk_memory_mb)}.')
   for part in ('f', 'lan'):
     if part in config:
       sub = config[part]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lanjax import corruption
 from lanjax import losses as losses_lib
@@ -30,8 +32,12 @@ def lan_terms(
         L_F(F(\tilde{x}_k), F(x)), \qquad
     \mathrm{coverage}(x) = \overline{A(x)}
 
-  with :math:`\tilde{x}_k = A(x) \eta_k + (1 - A(x)) x` (eq. 2). The ``K``
-  noise samples are vmapped: F sees them as one batch. See `lan_loss`.
+  with :math:`\tilde{x}_k = A(x) \eta_k + (1 - A(x)) x` (eq. 2). F sees the
+  ``K`` corrupted copies of the batch as one batch of ``B * K`` inputs,
+  ordered example-major (all samples of example 0 first), so F must treat
+  the examples of a batch independently, as a trained network in inference
+  mode does. With ``chunk_size``, F sees ``B * chunk_size`` inputs at a time.
+  See `lan_loss`.
   """
   x = jnp.asarray(x)
   mask = jnp.asarray(mask)
@@ -50,24 +56,129 @@ def lan_terms(
     target = f(x)
   target = jax.lax.stop_gradient(target)
 
-  def loss_for_sample(eta):
-    out = f(corruption.corrupt(x, mask, eta))
-    if jnp.shape(out) != jnp.shape(target):
-      raise ValueError(
-          f'F returns shape {jnp.shape(out)} on the corrupted input but '
-          f'{jnp.shape(target)} on the clean input; F must map inputs of one '
-          'shape to outputs of one shape.')
-    return output_loss(out, target)
+  batch, example_shape = x.shape[0], x.shape[1:]
 
-  if chunk_size is None or chunk_size >= noise.shape[0]:
-    per_sample = jax.vmap(loss_for_sample)(noise)  # (K, B)
+  def losses(eta):
+    """``(c, B, *d)`` noise samples -> ``(c, B)`` output losses."""
+    c = eta.shape[0]
+    # One batch of B * c corrupted inputs, example-major: F batches the work
+    # (no loop over samples), and a batch sharded over devices along B stays
+    # sharded, each device evaluating its own examples' samples.
+    eta = jnp.moveaxis(eta, 0, 1)  # (B, c, *d)
+    z = corruption.corrupt(jnp.broadcast_to(x[:, None], eta.shape),
+                           jnp.broadcast_to(mask, x.shape)[:, None], eta)
+    out = f(z.reshape((batch * c,) + example_shape))
+    if (jnp.shape(out)[:1] != (batch * c,)
+        or jnp.shape(out)[1:] != jnp.shape(target)[1:]):
+      raise ValueError(
+          f'F returns shape {jnp.shape(out)} on a batch of {batch * c} '
+          f'corrupted inputs but {jnp.shape(target)} on the {batch} clean '
+          'inputs; F must map each example of a batch to one output of one '
+          'shape.')
+    out = out.reshape((batch, c) + jnp.shape(out)[1:])
+    return jax.vmap(lambda o: output_loss(o, target), in_axes=1)(out)
+
+  num_samples = noise.shape[0]
+  if chunk_size is not None and (
+      not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
+    raise ValueError(
+        f'chunk_size must be a positive int (noise samples evaluated at '
+        f'once) or None, got {chunk_size!r}.')
+  if chunk_size is None or chunk_size >= num_samples:
+    per_sample = losses(noise)  # (K, B)
   else:
-    # Bounded memory: at most `chunk_size` corrupted copies of the batch live
-    # at once; the result equals the fully vmapped one.
-    per_sample = jax.lax.map(loss_for_sample, noise, batch_size=chunk_size)
+    per_sample = _chunked(losses, noise, int(chunk_size))
   fidelity = per_sample.mean(axis=0)
   coverage = mask.reshape(mask.shape[0], -1).mean(axis=-1)
   return fidelity, coverage
+
+
+def _chunked(losses, noise, chunk_size):
+  """``losses(noise)`` evaluated ``chunk_size`` noise samples at a time.
+
+  Bounded memory, forward and backward: a `lax.map` over chunks whose body is
+  rematerialised (`jax.checkpoint`), so the backward pass keeps neither F's
+  activations for all K samples nor a stacked copy of the noise, and
+  recomputes F's forward pass chunk by chunk. Same values and gradients as
+  the unchunked form (up to float summation order).
+  """
+  num_samples = noise.shape[0]
+  num_full, rest = divmod(num_samples, chunk_size)
+
+  # The slice is taken inside the rematerialised body, so the backward pass
+  # saves only the chunk index per iteration, not a stacked copy of the noise.
+  @functools.partial(jax.checkpoint, prevent_cse=False)
+  def chunk(i):
+    return losses(jax.lax.dynamic_slice_in_dim(noise, i * chunk_size,
+                                               chunk_size))
+
+  per_sample = jax.lax.map(chunk, jnp.arange(num_full))
+  per_sample = per_sample.reshape((num_full * chunk_size, noise.shape[1]))
+  if rest:
+    tail = jax.checkpoint(losses)(noise[num_full * chunk_size:])
+    per_sample = jnp.concatenate([per_sample, tail], axis=0)
+  return per_sample
+
+
+def evaluation_bytes(f: Callable, x) -> int:
+  """Estimated bytes to evaluate and differentiate ``f`` on the batch ``x``.
+
+  The sum of the sizes of every value F's forward pass computes on ``x``
+  (read from its jaxpr; no compilation, nothing runs), doubled for the
+  backward pass's cotangents, plus three batches of ``x`` (noise, corrupted
+  input, its cotangent): what one noise sample costs in `lan_terms`.
+
+  Args:
+    f: the black box.
+    x: an array or `jax.ShapeDtypeStruct`, ``(B, *d)``.
+
+  Returns:
+    Bytes, an int.
+  """
+  spec = jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))
+  closed = jax.make_jaxpr(f)(spec)
+
+  def size(jaxpr):
+    total = 0
+    for eqn in jaxpr.eqns:
+      inner = list(jax.extend.core.jaxprs_in_params(eqn.params))
+      if inner:
+        total += sum(size(j) for j in inner)
+        continue
+      for v in eqn.outvars:
+        aval = v.aval
+        if hasattr(aval, 'dtype') and hasattr(aval, 'size'):
+          total += int(aval.size) * np.dtype(aval.dtype).itemsize
+    return total
+
+  x_bytes = int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize
+  return 2 * size(closed.jaxpr) + 3 * x_bytes
+
+
+def chunk_size_for_memory(f: Callable, x, *, num_samples: int,
+                          max_bytes: int) -> Optional[int]:
+  """The ``chunk_size`` that keeps `lan_terms`' evaluations of F in a budget.
+
+  Args:
+    f: the black box.
+    x: the batch (array or `jax.ShapeDtypeStruct`), ``(B, *d)``.
+    num_samples: ``K``.
+    max_bytes: memory allowed for F's evaluations on the corrupted copies at
+      once (forward and backward). It does not cover the ``(K, B, *d)`` noise
+      array itself, which `lan_terms` receives whole.
+
+  Returns:
+    None when all ``K`` samples fit (no chunking), else the largest chunk
+    size in ``[1, K)`` whose estimated memory (`evaluation_bytes` per sample)
+    fits; 1 when even one sample does not.
+  """
+  if max_bytes <= 0:
+    raise ValueError(f'max_bytes must be > 0, got {max_bytes}.')
+  per_sample = max(evaluation_bytes(f, x), 1)
+  chunk = int(max_bytes // per_sample)
+  if chunk >= num_samples:
+    return None
+  return max(chunk, 1)
 
 
 def lan_loss(

@@ -27,6 +27,7 @@ needs: train F on its task, then train A with F frozen.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -49,6 +50,51 @@ from lanjax import validation
 from lanjax.validation import check_lan_setup  # pylint: disable=unused-import
 
 State = dict  # {'step': int32 scalar, 'params': pytree, 'opt_state': pytree}
+
+
+# ----------------------------------------------------------------------------
+# Compilation.
+
+# XLA:CPU in jaxlib 0.10 hands reductions to YNNPACK fusions by default. Those
+# run a sum over a leading axis, the one every LAN step has (the gradient of
+# the mask A(x) summed over the K noise samples, and the bias gradients of a
+# convolutional F), about 100x slower than XLA's own loops: 25 ms instead of
+# 0.2 ms for an (8, 128, 28, 28) sum on 2 cores. Keeping YNNPACK for dots and
+# convolutions only (its other defaults) removes that; see benchmarks/.
+_YNN_OPTION = 'xla_cpu_experimental_ynn_fusion_type'
+_CPU_COMPILER_OPTIONS = {
+    _YNN_OPTION: 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,'
+                 'LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION'}
+
+
+@functools.lru_cache(maxsize=None)
+def compiler_options(platform: Optional[str] = None) -> Optional[dict]:
+  """XLA options lanjax compiles its steps with on ``platform`` (or None).
+
+  On CPU: YNNPACK fusions for dots and convolutions only, not reductions
+  (see above). None elsewhere, when ``XLA_FLAGS`` already sets the YNNPACK
+  fusion types (the user's choice wins), when ``LANJAX_XLA_DEFAULTS=1``, or
+  when this jaxlib does not know the option.
+  """
+  platform = platform or jax.default_backend()
+  if (platform != 'cpu' or os.environ.get('LANJAX_XLA_DEFAULTS') == '1'
+      or _YNN_OPTION in os.environ.get('XLA_FLAGS', '')):
+    return None
+  try:
+    jax.jit(lambda a: a.sum(0)).lower(
+        jax.ShapeDtypeStruct((2, 2), jnp.float32)).compile(
+            compiler_options=_CPU_COMPILER_OPTIONS)
+  except Exception:  # pylint: disable=broad-except
+    logging.info('XLA does not accept %s; using its defaults.',
+                 _CPU_COMPILER_OPTIONS)
+    return None
+  return dict(_CPU_COMPILER_OPTIONS)
+
+
+def jit(fun: Callable, *, mesh=None, **kwargs):
+  """`jax.jit` with lanjax's `compiler_options` for the mesh's platform."""
+  platform = mesh.devices.flat[0].platform if mesh is not None else None
+  return jax.jit(fun, compiler_options=compiler_options(platform), **kwargs)
 
 
 class NonFiniteError(FloatingPointError):
@@ -83,13 +129,18 @@ def apply_gradients(state: State, grads, loss, tx) -> tuple[State, Any]:
   return new_state, finite.astype(jnp.float32)
 
 
-def shard_batch(x, mesh: Optional[jax.sharding.Mesh]):
-  """Constrains the leading (batch) axis of ``x`` to the mesh's ``data`` axis."""
+def shard_batch(x, mesh: Optional[jax.sharding.Mesh], *, axis: int = 0):
+  """Constrains axis ``axis`` (the batch) of ``x`` to the mesh's ``data`` axis.
+
+  Inside a jitted step this tells XLA to split the batch over the devices
+  (each device computes its slice); a no-op without a mesh of several devices.
+  """
   if mesh is None or mesh.size == 1:
     return x
+  spec = P(*([None] * axis + ['data']))
   return jax.tree.map(
-      lambda a: jax.lax.with_sharding_constraint(
-          a, NamedSharding(mesh, P('data'))), x)
+      lambda a: jax.lax.with_sharding_constraint(a, NamedSharding(mesh, spec)),
+      x)
 
 
 def classifier_update(graphdef, tx, batch_fn: Callable, *, mesh=None,
@@ -137,7 +188,8 @@ def classifier_update(graphdef, tx, batch_fn: Callable, *, mesh=None,
 def lan_update(graphdef, tx, f_apply: Callable, batch_fn: Callable, *,
                beta: float, num_samples: int,
                output_loss: Callable = losses_lib.softmax_cross_entropy,
-               chunk_size: Optional[int] = None, mesh=None):
+               chunk_size: Optional[int] = None,
+               chunk_memory: Optional[int] = None, mesh=None):
   """Builds the update that trains the LAN A with F frozen (eq. 3).
 
   Args:
@@ -146,9 +198,12 @@ def lan_update(graphdef, tx, f_apply: Callable, batch_fn: Callable, *,
     f_apply: ``f_apply(f_params, x) -> output``: the frozen black box.
     batch_fn: ``batch_fn(data, key) -> x`` of shape ``(B, *d)``.
     beta: weight of the mean mask in the objective.
-    num_samples: ``K``, noise samples per example (vmapped).
+    num_samples: ``K``, noise samples per example (F sees B * K inputs).
     output_loss: ``L_F``, per example.
     chunk_size: optional cap on noise samples evaluated at once (memory).
+    chunk_memory: optional memory budget in bytes per device for F's
+      evaluations at once; sets ``chunk_size`` (when that is None) with
+      `objective.chunk_size_for_memory`.
     mesh: optional device mesh for the batch.
 
   ``data`` must hold ``'f_params'`` (F's parameters) and ``'noise'`` (a
@@ -161,15 +216,25 @@ def lan_update(graphdef, tx, f_apply: Callable, batch_fn: Callable, *,
   def update(state, data, key):
     data_key, noise_key = jax.random.split(key)
     x = shard_batch(batch_fn(data, data_key), mesh)
-    noise = data['noise'].sample(noise_key, x, num_samples)
+    # (K, B, ...): sharded along B like the batch, so that each device draws
+    # and evaluates only its own examples' noise samples.
+    noise = shard_batch(data['noise'].sample(noise_key, x, num_samples), mesh,
+                        axis=1)
     f = lambda z: f_apply(data['f_params'], z)
     target = f(x)
+    chunk = chunk_size
+    if chunk is None and chunk_memory:
+      per_device = jax.ShapeDtypeStruct(
+          (x.shape[0] // (mesh.size if mesh is not None else 1),)
+          + x.shape[1:], x.dtype)
+      chunk = objective.chunk_size_for_memory(
+          f, per_device, num_samples=num_samples, max_bytes=chunk_memory)
 
     def loss_fn(params):
       mask = nnx.merge(graphdef, params)(x)
       fidelity, coverage = objective.lan_terms(
           f, x, mask, noise, output_loss=output_loss, target=target,
-          chunk_size=chunk_size)
+          chunk_size=chunk)
       loss = (fidelity - beta * coverage).mean()
       return loss, (fidelity.mean(), coverage.mean())
 
@@ -471,6 +536,11 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
   Returns:
     The final state.
   """
+  if mesh is not None:
+    # Replicated over the mesh before restoring, so that a checkpoint is
+    # restored straight into the replicated layout (on every host).
+    state = replicate(state, mesh)
+    data = replicate(data, mesh)
   manager = checkpoint_manager(os.path.join(workdir, 'checkpoints', name),
                                max_to_keep=max_to_keep, cleanup_tmp=True)
   try:
@@ -489,12 +559,7 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
   if start >= num_steps:
     manager.close()
     return state
-  if mesh is not None:
-    replicated = NamedSharding(mesh, P())
-    state = jax.device_put(state, replicated)
-    data = jax.device_put(data, replicated)
-
-  step_fn = jax.jit(update, donate_argnums=0)
+  step_fn = jit(update, mesh=mesh, donate_argnums=0)
   try:
     check_update(step_fn, state, data, rng, name=name,
                  check_inputs=check_inputs)
@@ -610,12 +675,36 @@ def _drop_log_records_after(path: str, step: int) -> None:
 
 
 def make_mesh(num_devices: Optional[int] = None) -> jax.sharding.Mesh:
-  """A 1-D mesh with a ``data`` axis over the first ``num_devices`` devices."""
+  """A 1-D mesh with a ``data`` axis over the first ``num_devices`` devices.
+
+  All devices of all hosts by default (after `jax.distributed.initialize` on
+  a multi-host system): one CPU, one GPU, or every core of a TPU pod slice.
+  """
   devices = jax.devices()
   n = len(devices) if not num_devices else num_devices
   if n > len(devices):
     raise ValueError(f'Asked for {n} devices but only {len(devices)} exist.')
   return jax.sharding.Mesh(np.asarray(devices[:n]), ('data',))
+
+
+def replicate(tree, mesh: jax.sharding.Mesh):
+  """Places every array of ``tree`` on all devices of ``mesh`` (replicated).
+
+  On several hosts every process must pass the same values (datasets and
+  parameters are built deterministically from the config and seed); each
+  host then fills its own devices.
+  """
+  sharding = NamedSharding(mesh, P())
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+
+  def put(a):
+    if not hasattr(a, 'shape'):
+      return a
+    host = np.asarray(a)
+    return jax.make_array_from_callback(host.shape, sharding,
+                                        lambda index: host[index])
+  return jax.tree.map(put, tree)
 
 
 def check_divisible(batch_size: int, mesh, what: str = 'batch size'):

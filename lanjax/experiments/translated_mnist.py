@@ -155,6 +155,45 @@ def test_set(config, data, domain, key):
   return {'x': x, 'y': data['test']['labels'][:n], 'corner': corner}
 
 
+def f_batch_fn(config, allowed):
+  """``f_batch(digits, key) -> {'x', 'y'}``: F's training batch, made in-step."""
+  def f_batch(d, key):
+    b = tm.sample_batch(key, d['digits'], d['labels'], config.f.batch_size,
+                        allowed, config.data.canvas)
+    return {'x': b['x'], 'y': b['y']}
+  return f_batch
+
+
+def lan_batch_fn(config, allowed):
+  """``lan_batch(digits, key) -> x``: A's training batch, made in-step."""
+  def lan_batch(d, key):
+    return tm.sample_batch(key, d['digits'], d['labels'],
+                           config.lan.batch_size, allowed,
+                           config.data.canvas)['x']
+  return lan_batch
+
+
+def f_update(config, f_graphdef, allowed, mesh=None):
+  """F's training step (`training.classifier_update`) on translated digits."""
+  return training.classifier_update(
+      f_graphdef, _tx(config.f.learning_rate), f_batch_fn(config, allowed),
+      mesh=mesh)
+
+
+def lan_update(config, f_graphdef, lan_graphdef, allowed, mesh=None):
+  """A's training step (`training.lan_update`) on the frozen F.
+
+  Its data must hold the training digits, ``'f_params'`` and ``'noise'``.
+  """
+  return training.lan_update(
+      lan_graphdef, _tx(config.lan.learning_rate), f_apply_fn(f_graphdef),
+      lan_batch_fn(config, allowed), beta=config.lan.beta,
+      num_samples=config.lan.num_samples,
+      chunk_size=config.lan.chunk_size or None,
+      chunk_memory=int(config.lan.get('chunk_memory_mb', 0) * 2 ** 20) or None,
+      mesh=mesh)
+
+
 def train_domain(config, workdir, data, domain, mesh=None):
   """Trains F, then A, for one domain; returns their final states."""
   f_key, lan_key, eval_key = _rngs(config, domain)
@@ -169,11 +208,6 @@ def train_domain(config, workdir, data, domain, mesh=None):
   f_apply = f_apply_fn(f_graphdef)
   training.check_divisible(config.f.batch_size, mesh)
 
-  def f_batch(d, key):
-    b = tm.sample_batch(key, d['digits'], d['labels'], config.f.batch_size,
-                        allowed, config.data.canvas)
-    return {'x': b['x'], 'y': b['y']}
-
   @jax.jit
   def f_accuracy(params, x, y):
     return (jnp.argmax(f_apply(params, x), -1) == y).mean()
@@ -183,8 +217,7 @@ def train_domain(config, workdir, data, domain, mesh=None):
         f_checkpoint_dir(config, workdir, domain), f_state, what='F')
   else:
     f_state = training.fit(
-        training.classifier_update(f_graphdef, _tx(config.f.learning_rate),
-                                   f_batch, mesh=mesh),
+        f_update(config, f_graphdef, allowed, mesh=mesh),
         f_state, train_digits, rng=f_key, num_steps=config.f.num_steps,
         workdir=workdir, name='f', log_every=config.log_every,
         checkpoint_every=config.checkpoint_every, mesh=mesh,
@@ -197,16 +230,8 @@ def train_domain(config, workdir, data, domain, mesh=None):
   training.check_divisible(config.lan.batch_size, mesh)
   noise = make_noise(config, data, place)
 
-  def lan_batch(d, key):
-    return tm.sample_batch(key, d['digits'], d['labels'],
-                           config.lan.batch_size, allowed,
-                           config.data.canvas)['x']
-
   lan_state = training.fit(
-      training.lan_update(
-          lan_graphdef, _tx(config.lan.learning_rate), f_apply, lan_batch,
-          beta=config.lan.beta, num_samples=config.lan.num_samples,
-          chunk_size=config.lan.chunk_size or None, mesh=mesh),
+      lan_update(config, f_graphdef, lan_graphdef, allowed, mesh=mesh),
       lan_state, {**train_digits, 'f_params': f_state['params'],
                   'noise': noise},
       rng=lan_key, num_steps=config.lan.num_steps, workdir=workdir,

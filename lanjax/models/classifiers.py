@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 
@@ -41,5 +42,70 @@ class ConvClassifier(nnx.Module):
   def __call__(self, x):
     """Logits ``(B, num_classes)`` for images ``(B, H, W, C)``."""
     for conv in self.convs:
-      x = jax.nn.leaky_relu(conv(x), self.negative_slope)
+      x = jax.nn.leaky_relu(_conv(conv, x), self.negative_slope)
     return self.head(x.reshape(x.shape[0], -1))
+
+
+def _conv(conv: nnx.Conv, x):
+  """``conv(x)``; strided 'SAME' convolutions via space-to-depth.
+
+  A stride-``s`` convolution whose kernel size is a multiple of ``s`` equals a
+  stride-1 convolution of the ``s x s`` space-to-depth rearranged input with
+  the correspondingly rearranged kernel (same parameters, same sums in another
+  order). Its gradient with respect to the input is then a plain convolution
+  rather than one with a dilated input, which XLA:CPU runs slowly: the LAN
+  step differentiates F with respect to its input for every noise sample.
+  """
+  kernel = conv.kernel[...]
+  sh, sw = _pair(conv.strides or 1)
+  k = kernel.shape[0]
+  plain = (sh != sw or sh == 1 or k % sh or kernel.shape[1] != k
+           or conv.padding != 'SAME' or conv.feature_group_count != 1
+           or _pair(conv.kernel_dilation or 1) != (1, 1)
+           or _pair(conv.input_dilation or 1) != (1, 1))
+  if plain:
+    return conv(x)
+  bias = conv.bias[...] if conv.bias is not None else None
+  return space_to_depth_conv(x, kernel, bias, sh)
+
+
+def _pair(v):
+  return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def space_to_depth_conv(x, kernel, bias, stride: int):
+  """A stride-``stride`` 'SAME' convolution computed as a stride-1 one.
+
+  Args:
+    x: ``(N, H, W, C)``.
+    kernel: ``(k, k, C, O)`` with ``k % stride == 0``.
+    bias: ``(O,)`` or None.
+    stride: the stride ``s``.
+
+  Returns:
+    ``(N, ceil(H/s), ceil(W/s), O)``, equal (up to float summation order) to
+    ``lax.conv_general_dilated(x, kernel, (s, s), 'SAME')`` plus the bias.
+  """
+  s = stride
+  n, h, w, c = x.shape
+  k = kernel.shape[0]
+  q = k // s
+  oh, ow = -(-h // s), -(-w // s)
+
+  def pads(size, out):
+    total = max((out - 1) * s + k - size, 0)
+    lo, hi = total // 2, total - total // 2
+    hi += -(size + lo + hi) % s  # whole s x s blocks
+    return lo, hi
+
+  (t, b), (l, r) = pads(h, oh), pads(w, ow)
+  x = jnp.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
+  hb, wb = x.shape[1] // s, x.shape[2] // s
+  x = x.reshape(n, hb, s, wb, s, c).transpose(0, 1, 3, 2, 4, 5)
+  x = x.reshape(n, hb, wb, s * s * c)
+  kernel = kernel.reshape(q, s, q, s, c, -1).transpose(0, 2, 1, 3, 4, 5)
+  kernel = kernel.reshape(q, q, s * s * c, -1)
+  y = jax.lax.conv_general_dilated(
+      x, kernel, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  y = y[:, :oh, :ow]
+  return y if bias is None else y + bias

@@ -1,0 +1,654 @@
+"""lanjax benchmarks: LAN step throughput, FLOP/s, compile time, memory.
+
+  python benchmarks/run.py            # the full run (minutes on a 2-core CPU)
+  python benchmarks/run.py --quick    # a seconds-long smoke run
+  python benchmarks/run.py --out DIR  # where results.json / results.md go
+
+Measures, in one process on whatever JAX backend is present:
+
+* the matmul rate: f32 ``n x n`` matmuls, the "hardware" yardstick;
+* for every registered LAN setup (`SETUPS`): the LAN training step
+  (`training.lan_update` jitted by `training.jit` with the state donated, as
+  `training.fit` runs it; batches and bootstrap noise made inside the step)
+  for several K and batch sizes: examples/s, F-evaluations/s, the step's FLOPs
+  from XLA's cost analysis and the FLOP/s they make, compile time, the share
+  of the step spent making the batch and noise, and that no step recompiles;
+  F's training step (`training.classifier_update`) and A's inference (masks/s);
+* memory (`MEMORY_SETUPS`): XLA's peak memory estimate of the LAN step for
+  many noise samples with and without ``chunk_size``.
+
+Timings are medians over repeated runs of a few chained steps after a
+warm-up, with `jax.block_until_ready` closing every timed run; CPU time is
+reported beside wall time because shared machines make wall time noisy.
+
+Later experiments register their networks by adding a builder to `SETUPS`
+(see `translated_mnist_setup`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Callable, Optional
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+  sys.path.insert(0, _ROOT)
+
+import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from lanjax import io
+from lanjax import losses as losses_lib
+from lanjax import objective
+from lanjax import training
+
+SCHEMA_VERSION = 1
+
+# ----------------------------------------------------------------------------
+# Compile counting: every XLA backend compile reports its duration here.
+
+_COMPILES = []
+
+
+def _on_event(event, duration, **kwargs):
+  del kwargs
+  if event == '/jax/core/compile/backend_compile_duration':
+    _COMPILES.append(duration)
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_event)
+
+
+# ----------------------------------------------------------------------------
+# Setups: what a benchmark needs to know about an experiment's networks.
+
+
+@dataclasses.dataclass
+class LanSetup:
+  """One experiment's networks, built as its training code builds them.
+
+  Attributes:
+    lan_update: ``lan_update(batch_size, num_samples, chunk_size) -> update``,
+      the experiment's own LAN step (`training.lan_update`).
+    lan_state: A's initial training state.
+    lan_data: the data pytree the LAN step reads (``'f_params'``,
+      ``'noise'``, the training inputs).
+    make_inputs: ``make_inputs(data, key, batch_size, num_samples) ->
+      (x, noise)``: the batch and noise the step makes, alone (the input
+      pipeline).
+    f_update: ``f_update(batch_size) -> update``, F's training step, or None.
+    f_state: F's initial training state.
+    f_data: the data F's step reads.
+    mask_fn: ``mask_fn(params, x) -> A(x)``.
+    input_shape: one example's shape.
+    batch_size: the default batch size.
+  """
+  lan_update: Callable[[int, int, Optional[int]], Callable]
+  lan_state: Any
+  lan_data: Any
+  make_inputs: Callable
+  f_update: Optional[Callable[[int], Callable]]
+  f_state: Any
+  f_data: Any
+  mask_fn: Callable
+  input_shape: tuple
+  batch_size: int = 128
+
+
+def translated_mnist_setup() -> LanSetup:
+  """Translated MNIST's F and A (appendix A), built by the experiment's code.
+
+  The digits are random 12x12 images, as many as MNIST's training set: the
+  speed of the step does not depend on their values, and the benchmark does
+  not need the dataset.
+  """
+  from configs import translated_mnist as cfg  # pylint: disable=g-import-not-at-top
+  from lanjax.data import translated_mnist as tm  # pylint: disable=g-import-not-at-top
+  from lanjax.experiments import translated_mnist as tmx  # pylint: disable=g-import-not-at-top
+
+  config = cfg.get_config()
+  d = config.data
+  key = jax.random.key(0)
+  digits = jax.random.uniform(key, (60_000, d.digit_size, d.digit_size))
+  labels = jax.random.randint(key, (60_000,), 0, 10)
+  data = {'train': {'digits': digits, 'labels': labels}}
+  place = tmx.placement(config, 'standard')
+  f_graphdef, f_state = tmx._f_target_state(config)  # pylint: disable=protected-access
+  lan_graphdef, lan_state = tmx._lan_target_state(config)  # pylint: disable=protected-access
+  noise = tmx.make_noise(config, data, place)
+  train = {'digits': digits, 'labels': labels}
+
+  def lan_update(batch_size, num_samples, chunk_size=None):
+    c = config.copy_and_resolve_references()
+    c.lan.batch_size, c.lan.num_samples = batch_size, num_samples
+    c.lan.chunk_size = chunk_size or 0
+    return tmx.lan_update(c, f_graphdef, lan_graphdef, place.allowed)
+
+  def f_update(batch_size):
+    c = config.copy_and_resolve_references()
+    c.f.batch_size = batch_size
+    return tmx.f_update(c, f_graphdef, place.allowed)
+
+  def make_inputs(data, key, batch_size, num_samples):
+    data_key, noise_key = jax.random.split(key)
+    x = tm.sample_batch(data_key, data['digits'], data['labels'], batch_size,
+                        place.allowed, d.canvas)['x']
+    return x, data['noise'].sample(noise_key, x, num_samples)
+
+  return LanSetup(
+      lan_update=lan_update, lan_state=lan_state,
+      lan_data={**train, 'f_params': f_state['params'], 'noise': noise},
+      make_inputs=make_inputs, f_update=f_update, f_state=f_state,
+      f_data=train, mask_fn=lambda p, x: nnx.merge(lan_graphdef, p)(x),
+      input_shape=(d.canvas, d.canvas, 1), batch_size=config.lan.batch_size)
+
+
+SETUPS: dict[str, Callable[[], LanSetup]] = {
+    'translated_mnist': translated_mnist_setup,
+}
+
+
+# ----------------------------------------------------------------------------
+# Memory setups: many noise samples on large inputs.
+
+
+class ConvAutoencoder(nnx.Module):
+  """The Pong autoencoder F of appendix D: 3 strided convs, 3 transposed."""
+
+  def __init__(self, channels: int = 3, *, features=(16, 32, 64),
+               kernel_size: int = 5, rngs: nnx.Rngs):
+    k = (kernel_size, kernel_size)
+    widths = (channels, *features)
+    self.down = nnx.List([
+        nnx.Conv(i, o, k, strides=2, padding='SAME', rngs=rngs)
+        for i, o in zip(widths[:-1], widths[1:])])
+    back = widths[::-1]
+    self.up = nnx.List([
+        nnx.ConvTranspose(i, o, k, strides=2, padding='SAME', rngs=rngs)
+        for i, o in zip(back[:-1], back[1:])])
+
+  def __call__(self, x):
+    for conv in self.down:
+      x = jax.nn.leaky_relu(conv(x), 0.01)
+    for i, conv in enumerate(self.up):
+      x = conv(x)
+      x = jax.nn.sigmoid(x) if i == len(self.up) - 1 else jax.nn.leaky_relu(
+          x, 0.01)
+    return x
+
+
+def pong_memory_step(batch_size: int, num_samples: int,
+                     chunk_size: Optional[int]):
+  """The LAN step of appendix D's setup on synthetic 64x64x3 frames.
+
+  F is the convolutional autoencoder, L_F the squared error, A is
+  FC(500), FC(4096) with a 64x64x1 mask tiled over the colours, noise is
+  bootstrapped from a pool of frames.
+
+  Returns:
+    ``(update, state, data)`` for `jax.jit(update).lower(state, data, key)`.
+  """
+  from lanjax.models import LatentAttentionNetwork  # pylint: disable=g-import-not-at-top
+  from lanjax.noise import BootstrapNoise  # pylint: disable=g-import-not-at-top
+  shape = (64, 64, 3)
+  f = ConvAutoencoder(rngs=nnx.Rngs(0))
+  f_graphdef, f_params = nnx.split(f, nnx.Param)
+  a = LatentAttentionNetwork(shape, (500,), mask_shape=(64, 64, 1),
+                             rngs=nnx.Rngs(1))
+  a_graphdef, a_params = nnx.split(a, nnx.Param)
+  tx = optax.adam(1e-5)
+  pool = jax.random.uniform(jax.random.key(2), (64, *shape))
+
+  def batch_fn(d, key):
+    idx = jax.random.randint(key, (batch_size,), 0, d['frames'].shape[0])
+    return d['frames'][idx]
+
+  update = training.lan_update(
+      a_graphdef, tx, lambda p, x: nnx.merge(f_graphdef, p)(x), batch_fn,
+      beta=5e-4, num_samples=num_samples,
+      output_loss=losses_lib.squared_error, chunk_size=chunk_size)
+  data = {'frames': pool, 'f_params': f_params, 'noise': BootstrapNoise(pool)}
+  return update, training.init_state(a_params, tx), data
+
+
+# ----------------------------------------------------------------------------
+# Measurements.
+
+
+def _median(xs):
+  return float(statistics.median(xs))
+
+
+def matmul_rate(n: int, repeats: int) -> dict:
+  """f32 ``n x n`` matmul FLOP/s: the machine's practical peak."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+  mm = training.jit(lambda a, b: a @ b)
+  jax.block_until_ready(mm(a, b))
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(mm(a, b))
+    times.append(time.perf_counter() - t0)
+  t = _median(times)
+  return {'n': n, 'seconds': t, 'flops_per_s': 2 * n ** 3 / t}
+
+
+def _cost(compiled) -> dict:
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  cost = cost or {}
+  mem = compiled.memory_analysis()
+  out = {'flops': float(cost.get('flops', float('nan'))),
+         'bytes_accessed': float(cost.get('bytes accessed', float('nan')))}
+  if mem is not None:
+    out.update(_memory(mem))
+  return out
+
+
+def _memory(mem) -> dict:
+  keys = ('temp_size_in_bytes', 'argument_size_in_bytes',
+          'output_size_in_bytes', 'alias_size_in_bytes')
+  out = {k: int(getattr(mem, k, 0) or 0) for k in keys}
+  peak = getattr(mem, 'peak_memory_in_bytes', None)
+  out['peak_memory_in_bytes'] = int(peak) if peak else (
+      out['temp_size_in_bytes'] + out['argument_size_in_bytes']
+      + out['output_size_in_bytes'] - out['alias_size_in_bytes'])
+  return out
+
+
+def time_update(update, state, data, *, steps_per_run: int, repeats: int,
+                seed: int = 0) -> dict:
+  """Times ``update`` as `training.fit` runs it: jitted, state donated.
+
+  Compiles ahead of time (for the compile time and XLA's cost analysis), then
+  runs one warm-up run and ``repeats`` timed runs of ``steps_per_run``
+  chained steps, each run closed by `jax.block_until_ready`. Any XLA compile
+  during the timed runs is counted in ``recompiles``.
+
+  Returns:
+    Seconds per step (median over runs), CPU seconds per step, compile time,
+    cost analysis and the number of steady-state recompiles.
+  """
+  traces = [0]
+
+  def counted(state, data, key):
+    traces[0] += 1
+    return update(state, data, key)
+
+  step = training.jit(counted, donate_argnums=0)
+  rng = jax.random.key(seed)
+  state = jax.tree.map(jnp.copy, state)  # donated below: keep the caller's
+  t0 = time.perf_counter()
+  compiled = step.lower(state, data, rng).compile()
+  compile_s = time.perf_counter() - t0
+  cost = _cost(compiled)
+  traced_before = traces[0]
+  step_no = 0
+  runs, cpu_runs = [], []
+  first_call_s = None
+  for run in range(repeats + 1):
+    if run == 1:
+      compiles_before = len(_COMPILES)
+      traces_warm = traces[0]
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(steps_per_run):
+      state, metrics = step(state, data, jax.random.fold_in(rng, step_no))
+      step_no += 1
+    jax.block_until_ready((state, metrics))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if run == 0:
+      first_call_s = wall
+    else:
+      runs.append(wall / steps_per_run)
+      cpu_runs.append(cpu / steps_per_run)
+  if not np.isfinite(float(metrics['loss'])):
+    raise FloatingPointError('The benchmarked step produced a non-finite loss.')
+  cache_size = step._cache_size() if hasattr(step, '_cache_size') else None  # pylint: disable=protected-access
+  return {
+      'step_s': _median(runs),
+      'step_s_min': float(min(runs)),
+      'step_s_max': float(max(runs)),
+      'cpu_s_per_step': _median(cpu_runs),
+      'compile_s': compile_s,
+      'warmup_run_s': first_call_s,
+      'steps_per_run': steps_per_run,
+      'runs': repeats,
+      'recompiles': len(_COMPILES) - compiles_before,
+      'retraces': traces[0] - traces_warm,
+      'traces_total': traces[0],
+      'traces_before_steps': traced_before,
+      'jit_cache_size': cache_size,
+      **cost,
+  }
+
+
+def time_fn(fn, *args, repeats: int, calls_per_run: int = 1) -> float:
+  """Median seconds per call of the jitted ``fn(*args)`` after a warm-up."""
+  fn = training.jit(fn)
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    for _ in range(calls_per_run):
+      out = fn(*args)
+    jax.block_until_ready(out)
+    times.append((time.perf_counter() - t0) / calls_per_run)
+  return _median(times)
+
+
+def bench_lan(setup: LanSetup, *, batch_size: int, num_samples: int,
+              chunk_size: Optional[int], steps_per_run: int, repeats: int,
+              peak_flops: float) -> dict:
+  """One LAN-step measurement (see `time_update`) with derived rates."""
+  update = setup.lan_update(batch_size, num_samples, chunk_size)
+  r = time_update(update, setup.lan_state, setup.lan_data,
+                  steps_per_run=steps_per_run, repeats=repeats)
+  inputs_s = time_fn(
+      lambda data, key: setup.make_inputs(data, key, batch_size, num_samples),
+      setup.lan_data, jax.random.key(1), repeats=repeats,
+      calls_per_run=steps_per_run)
+  f_evals = batch_size * num_samples
+  r.update({
+      'batch_size': batch_size, 'num_samples': num_samples,
+      'chunk_size': chunk_size,
+      'examples_per_s': batch_size / r['step_s'],
+      'f_evals_per_s': f_evals / r['step_s'],
+      'us_per_f_eval': r['step_s'] / f_evals * 1e6,
+      'cpu_us_per_f_eval': r['cpu_s_per_step'] / f_evals * 1e6,
+      'flops_per_s': r['flops'] / r['step_s'],
+      'fraction_of_matmul_rate': r['flops'] / r['step_s'] / peak_flops,
+      'input_pipeline_s': inputs_s,
+      'input_pipeline_share': inputs_s / r['step_s'],
+  })
+  return r
+
+
+def bench_f(setup: LanSetup, *, batch_size: int, steps_per_run: int,
+            repeats: int, peak_flops: float) -> dict:
+  r = time_update(setup.f_update(batch_size), setup.f_state, setup.f_data,
+                  steps_per_run=steps_per_run, repeats=repeats)
+  r.update({'batch_size': batch_size,
+            'examples_per_s': batch_size / r['step_s'],
+            'flops_per_s': r['flops'] / r['step_s'],
+            'fraction_of_matmul_rate': r['flops'] / r['step_s'] / peak_flops})
+  return r
+
+
+def bench_masks(setup: LanSetup, *, batch_size: int, repeats: int) -> dict:
+  params = setup.lan_state['params']
+  x = jax.random.uniform(jax.random.key(2), (batch_size, *setup.input_shape))
+  s = time_fn(setup.mask_fn, params, x, repeats=repeats, calls_per_run=3)
+  return {'batch_size': batch_size, 'seconds': s,
+          'masks_per_s': batch_size / s}
+
+
+def bench_memory(*, batch_size: int, num_samples: int,
+                 chunk_sizes) -> list[dict]:
+  """XLA's memory analysis of the Pong LAN step, per chunk size."""
+  out = []
+  for chunk in chunk_sizes:
+    update, state, data = pong_memory_step(batch_size, num_samples, chunk)
+    t0 = time.perf_counter()
+    compiled = training.jit(update).lower(
+        state, data, jax.random.key(0)).compile()
+    compile_s = time.perf_counter() - t0
+    mem = compiled.memory_analysis()
+    out.append({'setup': 'pong_autoencoder_64x64x3',
+                'batch_size': batch_size, 'num_samples': num_samples,
+                'chunk_size': chunk, 'compile_s': compile_s,
+                **(_memory(mem) if mem is not None else {})})
+  return out
+
+
+# ----------------------------------------------------------------------------
+# The run.
+
+PLANS = {
+    'full': dict(ks=(1, 8, 32), batch_sizes=(32, 64, 128, 256, 512),
+                 k_for_batch_sweep=8, mask_batches=(128, 1024, 8192),
+                 steps_per_run=5, repeats=7, matmul_n=1024,
+                 memory=dict(batch_size=8, num_samples=256,
+                             chunk_sizes=(None, 32, 8))),
+    'quick': dict(ks=(1, 4), batch_sizes=(16, 32), k_for_batch_sweep=4,
+                  mask_batches=(256,), steps_per_run=2, repeats=2,
+                  matmul_n=256, batch_size=32,
+                  memory=dict(batch_size=2, num_samples=16,
+                              chunk_sizes=(None, 4))),
+}
+
+
+def run(plan: str = 'full', setups=None) -> dict:
+  """Runs every benchmark of ``plan`` and returns the results pytree."""
+  p = PLANS[plan]
+  results = {
+      'schema_version': SCHEMA_VERSION,
+      'plan': plan,
+      'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
+          timespec='seconds'),
+      'machine': {
+          'backend': jax.default_backend(),
+          'devices': [str(d) for d in jax.devices()],
+          'device_kind': jax.devices()[0].device_kind,
+          'cpu_count': os.cpu_count(),
+          'platform': platform.platform(),
+          'python': platform.python_version(),
+          'jax': jax.__version__,
+          'load_average_start': list(os.getloadavg()) if hasattr(
+              os, 'getloadavg') else None,
+          'compiler_options': training.compiler_options(),
+      },
+  }
+  mm = matmul_rate(p['matmul_n'], repeats=max(p['repeats'], 5))
+  results['matmul'] = mm
+  peak = mm['flops_per_s']
+  results['setups'] = {}
+  for name in (setups or SETUPS):
+    print(f'[bench] {name}: building', flush=True)
+    setup = SETUPS[name]()
+    b0 = p.get('batch_size', setup.batch_size)
+    kw = dict(steps_per_run=p['steps_per_run'], repeats=p['repeats'],
+              peak_flops=peak)
+    lan_k = []
+    for k in p['ks']:
+      r = bench_lan(setup, batch_size=b0, num_samples=k, chunk_size=None, **kw)
+      print(f'[bench] {name} LAN step K={k} B={b0}: '
+            f'{r["examples_per_s"]:.0f} examples/s, '
+            f'{r["us_per_f_eval"]:.1f} us per F-eval', flush=True)
+      lan_k.append(r)
+    lan_b = []
+    for b in p['batch_sizes']:
+      r = bench_lan(setup, batch_size=b, num_samples=p['k_for_batch_sweep'],
+                    chunk_size=None, **kw)
+      print(f'[bench] {name} LAN step K={p["k_for_batch_sweep"]} B={b}: '
+            f'{r["examples_per_s"]:.0f} examples/s', flush=True)
+      lan_b.append(r)
+    entry = {'default_batch_size': b0, 'lan_by_k': lan_k, 'lan_by_batch': lan_b}
+    if setup.f_update is not None:
+      entry['f_train'] = bench_f(setup, batch_size=b0, **kw)
+      print(f'[bench] {name} F step B={b0}: '
+            f'{entry["f_train"]["examples_per_s"]:.0f} examples/s', flush=True)
+    entry['a_inference'] = [
+        bench_masks(setup, batch_size=b, repeats=p['repeats'])
+        for b in p['mask_batches']]
+    print(f'[bench] {name} A inference: ' + ', '.join(
+        f'{r["masks_per_s"]:.0f} masks/s (B={r["batch_size"]})'
+        for r in entry['a_inference']), flush=True)
+    results['setups'][name] = entry
+  print('[bench] memory of the Pong LAN step', flush=True)
+  results['memory'] = bench_memory(**p['memory'])
+  results['machine']['load_average_end'] = list(os.getloadavg()) if hasattr(
+      os, 'getloadavg') else None
+  results['targets'] = targets(results)
+  return results
+
+
+def targets(results) -> list[dict]:
+  """The issue's targets, checked on this run's numbers."""
+  out = []
+  mnist = results['setups'].get('translated_mnist')
+  if mnist:
+    by_k = {r['num_samples']: r for r in mnist['lan_by_k']}
+    base = by_k[min(by_k)]
+    for k, r in sorted(by_k.items()):
+      if k == min(by_k):
+        continue
+      for what in ('us_per_f_eval', 'cpu_us_per_f_eval'):
+        ratio = r[what] / base[what]
+        out.append({
+            'target': f'cost per F-eval at K={k} <= at K={min(by_k)} '
+                      f'({what.replace("_", " ")})',
+            'value': ratio, 'unit': 'ratio', 'passed': bool(ratio <= 1.0)})
+    if 1 in by_k:
+      v = by_k[1]['examples_per_s']
+      out.append({'target': 'translated MNIST LAN step at K=1 >= 20,000 '
+                            'examples/s',
+                  'value': v, 'unit': 'examples/s', 'passed': v >= 20_000})
+    best = max(r['masks_per_s'] for r in mnist['a_inference'])
+    out.append({'target': "A's inference >= 100,000 masks/s",
+                'value': best, 'unit': 'masks/s', 'passed': best >= 100_000})
+    share = max(r['input_pipeline_share'] for r in mnist['lan_by_k'])
+    out.append({'target': 'input pipeline (batch + noise) share of the step '
+                          '< 0.25',
+                'value': share, 'unit': 'share', 'passed': share < 0.25})
+  recompiles = sum(
+      r['recompiles'] for s in results['setups'].values()
+      for r in s['lan_by_k'] + s['lan_by_batch'] + (
+          [s['f_train']] if 'f_train' in s else []))
+  out.append({'target': 'no recompilation in the steady state',
+              'value': recompiles, 'unit': 'compiles', 'passed': recompiles == 0})
+  mem = {r['chunk_size']: r['peak_memory_in_bytes'] for r in results['memory']}
+  if None in mem and len(mem) > 1:
+    smallest = min(v for k, v in mem.items() if k is not None)
+    out.append({'target': 'chunking lowers the peak memory of K='
+                          f'{results["memory"][0]["num_samples"]}',
+                'value': smallest / mem[None], 'unit': 'ratio to unchunked',
+                'passed': smallest < mem[None]})
+  return out
+
+
+# ----------------------------------------------------------------------------
+# Report.
+
+
+def _fmt(v, digits=0):
+  return f'{v:,.{digits}f}'
+
+
+def markdown(results) -> str:
+  """The results as Markdown tables (benchmarks/results.md)."""
+  m = results['machine']
+  mm = results['matmul']
+  lines = [
+      '# lanjax benchmarks', '',
+      f'`python benchmarks/run.py{" --quick" if results["plan"] == "quick" else ""}`'
+      f' on {m["backend"]} ({m["device_kind"]}, {len(m["devices"])} '
+      f'device(s), {m["cpu_count"]} CPU cores), jax {m["jax"]}, '
+      f'{results["date"]}. Load average at start/end: '
+      f'{m["load_average_start"]} / {m["load_average_end"]} (the machine may '
+      'be shared: wall times are noisy; ratios and CPU times less so).', '',
+      f'Matmul yardstick: f32 {mm["n"]}x{mm["n"]} at '
+      f'**{mm["flops_per_s"] / 1e9:.1f} GFLOP/s**.', '',
+      'Timings: median over runs of chained jitted steps (state donated, as '
+      'in `training.fit`), each run closed by `block_until_ready`. FLOPs from '
+      "XLA's cost analysis of the compiled step. CPU = process CPU time per "
+      'step (all threads).', '']
+  for name, s in results['setups'].items():
+    lines += [f'## {name}', '',
+              f'### LAN step by K (batch size {s["default_batch_size"]})', '']
+    lines += _lan_table(s['lan_by_k'])
+    lines += ['', f'### LAN step by batch size '
+              f'(K = {s["lan_by_batch"][0]["num_samples"]})', '']
+    lines += _lan_table(s['lan_by_batch'])
+    if 'f_train' in s:
+      f = s['f_train']
+      lines += ['', '### F training step (`training.classifier_update`)', '',
+                '| batch | examples/s | ms/step | CPU ms/step | GFLOP/s | '
+                'of matmul rate | compile s | recompiles |',
+                '|---:|---:|---:|---:|---:|---:|---:|---:|',
+                f'| {f["batch_size"]} | {_fmt(f["examples_per_s"])} | '
+                f'{f["step_s"] * 1e3:.2f} | {f["cpu_s_per_step"] * 1e3:.2f} | '
+                f'{f["flops_per_s"] / 1e9:.1f} | '
+                f'{f["fraction_of_matmul_rate"]:.0%} | {f["compile_s"]:.1f} | '
+                f'{f["recompiles"]} |']
+    lines += ['', "### A's inference (one forward pass, batched)", '',
+              '| batch | masks/s |', '|---:|---:|']
+    lines += [f'| {r["batch_size"]} | {_fmt(r["masks_per_s"])} |'
+              for r in s['a_inference']]
+    lines.append('')
+  lines += ['## Memory: many noise samples on 64x64x3 inputs', '',
+            "Pong's LAN step (appendix D: conv autoencoder F, squared error, "
+            'FC(500) A with a tiled 64x64x1 mask, bootstrap noise), compiled '
+            "only; XLA's memory analysis.", '',
+            '| K | batch | chunk size | peak MiB | temp MiB | arguments MiB |',
+            '|---:|---:|---:|---:|---:|---:|']
+  for r in results['memory']:
+    lines.append(
+        f'| {r["num_samples"]} | {r["batch_size"]} | '
+        f'{r["chunk_size"] or "none"} | '
+        f'{r["peak_memory_in_bytes"] / 2 ** 20:,.1f} | '
+        f'{r["temp_size_in_bytes"] / 2 ** 20:,.1f} | '
+        f'{r["argument_size_in_bytes"] / 2 ** 20:,.1f} |')
+  lines += ['', '## Targets', '', '| target | value | passed |',
+            '|---|---:|:---:|']
+  for t in results['targets']:
+    v = t['value']
+    shown = f'{v:,.0f} {t["unit"]}' if t['unit'] in (
+        'examples/s', 'masks/s', 'compiles') else f'{v:.2f} ({t["unit"]})'
+    lines.append(f'| {t["target"]} | {shown} | '
+                 f'{"yes" if t["passed"] else "**no**"} |')
+  return '\n'.join(lines) + '\n'
+
+
+def _lan_table(rows):
+  out = ['| K | batch | examples/s | F-evals/s | us/F-eval | CPU us/F-eval | '
+         'ms/step | GFLOP/s | of matmul rate | batch+noise share | '
+         'compile s | recompiles |',
+         '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+  for r in rows:
+    out.append(
+        f'| {r["num_samples"]} | {r["batch_size"]} | '
+        f'{_fmt(r["examples_per_s"])} | {_fmt(r["f_evals_per_s"])} | '
+        f'{r["us_per_f_eval"]:.1f} | {r["cpu_us_per_f_eval"]:.1f} | '
+        f'{r["step_s"] * 1e3:.2f} | {r["flops_per_s"] / 1e9:.1f} | '
+        f'{r["fraction_of_matmul_rate"]:.0%} | '
+        f'{r["input_pipeline_share"]:.0%} | {r["compile_s"]:.1f} | '
+        f'{r["recompiles"]} |')
+  return out
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--quick', action='store_true',
+                      help='a seconds-long smoke run (small sizes)')
+  parser.add_argument('--out', default=os.path.join(_ROOT, 'benchmarks'),
+                      help='directory for results.json and results.md')
+  parser.add_argument('--setups', nargs='*', default=None,
+                      help=f'setups to run (default: all of {list(SETUPS)})')
+  args = parser.parse_args(argv)
+  unknown = set(args.setups or ()) - set(SETUPS)
+  if unknown:
+    parser.error(f'unknown setups {sorted(unknown)}; known: {list(SETUPS)}')
+  results = run('quick' if args.quick else 'full', setups=args.setups)
+  os.makedirs(args.out, exist_ok=True)
+  io.write_json(os.path.join(args.out, 'results.json'), results)
+  table = markdown(results)
+  io.write_text(os.path.join(args.out, 'results.md'), table)
+  print(table, flush=True)
+  return results
+
+
+if __name__ == '__main__':
+  main()
