@@ -71,13 +71,16 @@ def place(digits, positions, canvas: int = 28):
   Each canvas row (column) reads the digit row (column) it overlaps, or is
   zero: two small gathers and a select, which XLA runs several times faster
   than the scatter a vmapped ``dynamic_update_slice`` becomes on CPU, with
-  the same values; like it, corners are clamped to keep the digit inside.
+  the same values; like it, negative corners count from the end and corners
+  are clamped to keep the digit inside.
 
   Returns:
     ``(N, canvas, canvas, 1)`` images.
   """
   s = digits.shape[-1]
-  positions = jnp.clip(jnp.asarray(positions, jnp.int32), 0, canvas - s)
+  positions = jnp.asarray(positions, jnp.int32)
+  positions = jnp.where(positions < 0, positions + canvas, positions)
+  positions = jnp.clip(positions, 0, canvas - s)
   grid = jnp.arange(canvas, dtype=jnp.int32)[None, :]
   row = grid - positions[:, :1]  # (N, canvas): digit row at each canvas row
   col = grid - positions[:, 1:]

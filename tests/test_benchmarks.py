@@ -1,0 +1,174 @@
+"""The benchmark harness (benchmarks/run.py --quick) and the fast paths it measures."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from conftest import ROOT, subprocess_env
+from lanjax import training
+from lanjax.data import translated_mnist as tm
+from lanjax.models import ConvClassifier
+from lanjax.models import classifiers
+
+_LAN_KEYS = {
+    'batch_size', 'num_samples', 'chunk_size', 'step_s', 'cpu_s_per_step',
+    'compile_s', 'examples_per_s', 'f_evals_per_s', 'us_per_f_eval',
+    'cpu_us_per_f_eval', 'flops', 'flops_per_s', 'fraction_of_matmul_rate',
+    'input_pipeline_share', 'recompiles', 'retraces', 'temp_size_in_bytes'}
+
+
+@pytest.fixture(scope='module')
+def quick(tmp_path_factory):
+  out = tmp_path_factory.mktemp('bench')
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'benchmarks', 'run.py'), '--quick',
+       '--out', str(out)], cwd=ROOT, env=subprocess_env(JAX_PLATFORMS='cpu'),
+      capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+  with open(out / 'results.json') as fh:
+    results = json.load(fh)
+  return results, (out / 'results.md').read_text(), proc.stdout
+
+
+def _finite_positive(v):
+  return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+
+def test_quick_run_schema(quick):
+  results, _, _ = quick
+  assert results['schema_version'] == 1 and results['plan'] == 'quick'
+  assert {'machine', 'matmul', 'setups', 'memory', 'targets'} <= set(results)
+  assert _finite_positive(results['matmul']['flops_per_s'])
+  mnist = results['setups']['translated_mnist']
+  assert [r['num_samples'] for r in mnist['lan_by_k']] == [1, 4]
+  for r in mnist['lan_by_k'] + mnist['lan_by_batch']:
+    assert _LAN_KEYS <= set(r), _LAN_KEYS - set(r)
+    for k in ('step_s', 'examples_per_s', 'f_evals_per_s', 'flops',
+              'flops_per_s', 'compile_s'):
+      assert _finite_positive(r[k]), (k, r[k])
+    # Rates are consistent with the timings they come from.
+    assert r['examples_per_s'] == pytest.approx(r['batch_size'] / r['step_s'])
+    assert r['f_evals_per_s'] == pytest.approx(
+        r['batch_size'] * r['num_samples'] / r['step_s'])
+    assert 0 < r['input_pipeline_share'] < 1
+  # More noise samples cost more FLOPs per step (XLA's cost analysis).
+  assert mnist['lan_by_k'][1]['flops'] > 2 * mnist['lan_by_k'][0]['flops']
+  assert _finite_positive(mnist['f_train']['examples_per_s'])
+  assert all(_finite_positive(r['masks_per_s']) for r in mnist['a_inference'])
+  assert {t['target'] for t in results['targets']} >= {
+      'no recompilation in the steady state'}
+
+
+def test_quick_run_does_not_recompile(quick):
+  results, _, _ = quick
+  mnist = results['setups']['translated_mnist']
+  for r in mnist['lan_by_k'] + mnist['lan_by_batch'] + [mnist['f_train']]:
+    assert r['recompiles'] == 0 and r['retraces'] == 0, r
+    assert r['jit_cache_size'] in (None, 1), r
+
+
+def test_quick_run_memory_shows_chunking(quick):
+  results, _, _ = quick
+  by_chunk = {r['chunk_size']: r for r in results['memory']}
+  assert None in by_chunk and len(by_chunk) >= 2
+  chunked = min(r['temp_size_in_bytes'] for c, r in by_chunk.items() if c)
+  assert chunked < by_chunk[None]['temp_size_in_bytes']
+
+
+def test_quick_run_writes_markdown_table(quick):
+  results, md, stdout = quick
+  assert md.startswith('# lanjax benchmarks')
+  assert '| K | batch | examples/s |' in md and '## Targets' in md
+  assert md in stdout  # the command prints the table
+  for t in results['targets']:
+    assert t['target'] in md
+
+
+# ----------------------------------------------------------------------------
+# The fast paths give the results of the plain ones.
+
+
+def test_cpu_compiler_options_keep_reductions_out_of_ynnpack():
+  if jax.default_backend() != 'cpu':
+    pytest.skip('CPU only')
+  training.compiler_options.cache_clear()
+  options = training.compiler_options('cpu')
+  if options is None:
+    pytest.skip('XLA_FLAGS or LANJAX_XLA_DEFAULTS set, or option unknown')
+  assert training.compiler_options('gpu') is None
+  g = jnp.ones((8, 128, 28, 28, 1))
+  step = training.jit(lambda g: g.sum(0))
+  hlo = step.lower(g).compile().as_text()
+  assert '__ynn_fusion' not in hlo
+  np.testing.assert_array_equal(step(g), jnp.full((128, 28, 28, 1), 8.0))
+
+
+def test_user_xla_flags_win_over_lanjax_options():
+  code = ('from lanjax import training; '
+          'print("OPTIONS", training.compiler_options("cpu"))')
+  env = subprocess_env(
+      XLA_FLAGS='--xla_cpu_experimental_ynn_fusion_type=individual_dot')
+  proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=120)
+  assert 'OPTIONS None' in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_place_equals_dynamic_update_slice():
+  digits = jax.random.uniform(jax.random.key(0), (64, 12, 12))
+  corners = jax.random.randint(jax.random.key(1), (64, 2), -3, 20)
+  want = jax.vmap(lambda d, c: jax.lax.dynamic_update_slice(
+      jnp.zeros((28, 28)), d, (c[0], c[1])))(digits, corners)[..., None]
+  np.testing.assert_array_equal(tm.place(digits, corners, 28), want)
+  np.testing.assert_array_equal(
+      jax.jit(tm.place, static_argnums=2)(digits, corners, 28), want)
+
+
+def test_sample_positions_covers_exactly_the_allowed_corners():
+  allowed = tm.allowed_positions(28, 12, exclude_corner=12)
+  pos = np.asarray(tm.sample_positions(jax.random.key(0), 20_000, allowed))
+  counts = np.zeros(allowed.shape, int)
+  np.add.at(counts, (pos[:, 0], pos[:, 1]), 1)
+  assert (counts[~allowed] == 0).all()
+  assert (counts[allowed] > 0).all()
+  expected = 20_000 / allowed.sum()
+  assert abs(counts[allowed].mean() - expected) < 1e-9
+  assert counts[allowed].std() < 0.25 * expected  # uniform, not skewed
+  # A traced map falls back to a categorical draw over the same corners.
+  traced = jax.jit(lambda a: tm.sample_positions(jax.random.key(0), 500, a))(
+      jnp.asarray(allowed))
+  assert np.asarray(allowed)[traced[:, 0], traced[:, 1]].all()
+
+
+@pytest.mark.parametrize('size,kernel,stride,channels', [
+    (28, 4, 2, 1), (14, 4, 2, 10), (7, 4, 2, 3), (9, 6, 3, 2), (8, 3, 2, 1)])
+def test_space_to_depth_conv_equals_strided_conv(size, kernel, stride,
+                                                 channels):
+  conv = nnx.Conv(channels, 5, (kernel, kernel), strides=stride,
+                  padding='SAME', rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(1), (3, size, size + 1, channels))
+  want = conv(x)
+  got = classifiers._conv(conv, x)  # pylint: disable=protected-access
+  assert got.shape == want.shape
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  gx = jax.grad(lambda x: classifiers._conv(conv, x).sum())(x)  # pylint: disable=protected-access
+  np.testing.assert_allclose(gx, jax.grad(lambda x: conv(x).sum())(x),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_conv_classifier_is_the_paper_network():
+  f = ConvClassifier((28, 28, 1), rngs=nnx.Rngs(0))
+  x = jax.random.uniform(jax.random.key(1), (4, 28, 28, 1))
+  h = x
+  for conv in f.convs:
+    h = jax.nn.leaky_relu(conv(h), 0.01)
+  want = f.head(h.reshape(4, -1))
+  np.testing.assert_allclose(f(x), want, rtol=1e-5, atol=1e-5)
+  assert [c.kernel.shape for c in f.convs] == [(4, 4, 1, 10), (4, 4, 10, 20)]
