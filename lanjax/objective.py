@@ -68,13 +68,17 @@ def lan_terms(
     z = corruption.corrupt(jnp.broadcast_to(x[:, None], eta.shape),
                            jnp.broadcast_to(mask, x.shape)[:, None], eta)
     out = f(z.reshape((batch * c,) + example_shape))
-    if (jnp.shape(out)[:1] != (batch * c,)
-        or jnp.shape(out)[1:] != jnp.shape(target)[1:]):
+    out_shape = jnp.shape(out)
+    if out_shape[:1] != (batch * c,):
       raise ValueError(
-          f'F returns shape {jnp.shape(out)} on a batch of {batch * c} '
-          f'corrupted inputs but {jnp.shape(target)} on the {batch} clean '
-          'inputs; F must map each example of a batch to one output of one '
-          'shape.')
+          f'F returns shape {out_shape} on a batch of {batch * c} corrupted '
+          f'inputs ({c} noise samples of each of the {batch} examples); F '
+          'must return one output per example of its batch.')
+    if out_shape[1:] != jnp.shape(target)[1:]:
+      raise ValueError(
+          f'F returns shape {(batch,) + out_shape[1:]} on the corrupted input '
+          f'but {jnp.shape(target)} on the clean input; F must map inputs of '
+          'one shape to outputs of one shape.')
     out = out.reshape((batch, c) + jnp.shape(out)[1:])
     return jax.vmap(lambda o: output_loss(o, target), in_axes=1)(out)
 

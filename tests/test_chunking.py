@@ -111,7 +111,7 @@ def test_bad_chunk_size_is_refused(bad):
 
 def test_f_with_per_batch_output_shape_is_refused():
   x, mask, noise = _data()
-  with pytest.raises(ValueError, match='F must map each example'):
+  with pytest.raises(ValueError, match='one output per example'):
     objective.lan_terms(lambda z: z[:2].reshape(2, -1), x, mask, noise)
 
 
