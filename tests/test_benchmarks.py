@@ -172,3 +172,23 @@ def test_conv_classifier_is_the_paper_network():
   want = f.head(h.reshape(4, -1))
   np.testing.assert_allclose(f(x), want, rtol=1e-5, atol=1e-5)
   assert [c.kernel.shape for c in f.convs] == [(4, 4, 1, 10), (4, 4, 10, 20)]
+
+
+def test_colab_notebook_is_small_valid_and_without_outputs():
+  path = ROOT / 'notebooks' / 'colab_quickstart.ipynb'
+  assert path.stat().st_size < 50_000
+  nb = json.loads(path.read_text())
+  assert nb['nbformat'] == 4
+  code = [''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'code']
+  assert all(c.get('outputs', []) == [] and c.get('execution_count') is None
+             for c in nb['cells'] if c['cell_type'] == 'code')
+  text = '\n'.join(code)
+  # It runs the repository's own entry points with files that exist.
+  for rel in ('train.py', 'benchmarks/run.py', 'configs/translated_mnist.py',
+              'requirements.txt'):
+    assert rel in text and (ROOT / rel).exists(), rel
+  assert ':quick' in text and 'jax[cuda12]==' + jax.__version__ in text
+  for c in code:  # every cell is Python once IPython's ! lines are 'pass'
+    lines = [l[:len(l) - len(l.lstrip())] + 'pass' if l.strip().startswith('!')
+             else l for l in c.splitlines()]
+    compile('\n'.join(lines) + '\n', 'notebook', 'exec')
