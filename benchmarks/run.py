@@ -276,12 +276,13 @@ def _memory(mem) -> dict:
 
 
 def time_update(update, state, data, *, steps_per_run: int, repeats: int,
-                seed: int = 0) -> dict:
+                warmup_s: float = 1.0, seed: int = 0) -> dict:
   """Times ``update`` as `training.fit` runs it: jitted, state donated.
 
   Compiles ahead of time (for the compile time and XLA's cost analysis), then
-  runs one warm-up run and ``repeats`` timed runs of ``steps_per_run``
-  chained steps, each run closed by `jax.block_until_ready`. Any XLA compile
+  runs warm-up runs (at least one, for at least ``warmup_s`` seconds) and
+  ``repeats`` timed runs of ``steps_per_run`` chained steps, each run closed
+  by `jax.block_until_ready`. Any XLA compile
   during the timed runs is counted in ``recompiles``.
 
   Returns:
@@ -303,23 +304,28 @@ def time_update(update, state, data, *, steps_per_run: int, repeats: int,
   cost = _cost(compiled)
   traced_before = traces[0]
   step_no = 0
-  runs, cpu_runs = [], []
-  first_call_s = None
-  for run in range(repeats + 1):
-    if run == 1:
-      compiles_before = len(_COMPILES)
-      traces_warm = traces[0]
+
+  def one_run():
+    nonlocal state, step_no
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps_per_run):
       state, metrics = step(state, data, jax.random.fold_in(rng, step_no))
       step_no += 1
     jax.block_until_ready((state, metrics))
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    if run == 0:
-      first_call_s = wall
-    else:
-      runs.append(wall / steps_per_run)
-      cpu_runs.append(cpu / steps_per_run)
+    return time.perf_counter() - t0, time.process_time() - c0, metrics
+
+  # Warm-up: the first run compiles (already done above) and fills caches
+  # and thread pools; keep warming up for at least `warmup_s`.
+  t_start = time.perf_counter()
+  first_call_s, _, metrics = one_run()
+  while time.perf_counter() - t_start < warmup_s:
+    one_run()
+  compiles_before, traces_warm = len(_COMPILES), traces[0]
+  runs, cpu_runs = [], []
+  for _ in range(repeats):
+    wall, cpu, metrics = one_run()
+    runs.append(wall / steps_per_run)
+    cpu_runs.append(cpu / steps_per_run)
   if not np.isfinite(float(metrics['loss'])):
     raise FloatingPointError('The benchmarked step produced a non-finite loss.')
   cache_size = step._cache_size() if hasattr(step, '_cache_size') else None  # pylint: disable=protected-access
@@ -357,11 +363,12 @@ def time_fn(fn, *args, repeats: int, calls_per_run: int = 1) -> float:
 
 def bench_lan(setup: LanSetup, *, batch_size: int, num_samples: int,
               chunk_size: Optional[int], steps_per_run: int, repeats: int,
-              peak_flops: float) -> dict:
+              peak_flops: float, warmup_s: float = 1.0) -> dict:
   """One LAN-step measurement (see `time_update`) with derived rates."""
   update = setup.lan_update(batch_size, num_samples, chunk_size)
   r = time_update(update, setup.lan_state, setup.lan_data,
-                  steps_per_run=steps_per_run, repeats=repeats)
+                  steps_per_run=steps_per_run, repeats=repeats,
+                  warmup_s=warmup_s)
   inputs_s = time_fn(
       lambda data, key: setup.make_inputs(data, key, batch_size, num_samples),
       setup.lan_data, jax.random.key(1), repeats=repeats,
@@ -371,6 +378,7 @@ def bench_lan(setup: LanSetup, *, batch_size: int, num_samples: int,
       'batch_size': batch_size, 'num_samples': num_samples,
       'chunk_size': chunk_size,
       'examples_per_s': batch_size / r['step_s'],
+      'examples_per_s_best_run': batch_size / r['step_s_min'],
       'f_evals_per_s': f_evals / r['step_s'],
       'us_per_f_eval': r['step_s'] / f_evals * 1e6,
       'cpu_us_per_f_eval': r['cpu_s_per_step'] / f_evals * 1e6,
@@ -383,9 +391,10 @@ def bench_lan(setup: LanSetup, *, batch_size: int, num_samples: int,
 
 
 def bench_f(setup: LanSetup, *, batch_size: int, steps_per_run: int,
-            repeats: int, peak_flops: float) -> dict:
+            repeats: int, peak_flops: float, warmup_s: float = 1.0) -> dict:
   r = time_update(setup.f_update(batch_size), setup.f_state, setup.f_data,
-                  steps_per_run=steps_per_run, repeats=repeats)
+                  steps_per_run=steps_per_run, repeats=repeats,
+                  warmup_s=warmup_s)
   r.update({'batch_size': batch_size,
             'examples_per_s': batch_size / r['step_s'],
             'flops_per_s': r['flops'] / r['step_s'],
@@ -425,11 +434,12 @@ def bench_memory(*, batch_size: int, num_samples: int,
 PLANS = {
     'full': dict(ks=(1, 8, 32), batch_sizes=(32, 64, 128, 256, 512),
                  k_for_batch_sweep=8, mask_batches=(128, 1024, 8192),
-                 steps_per_run=5, repeats=7, matmul_n=1024,
+                 steps_per_run=10, repeats=7, warmup_s=1.0, matmul_n=1024,
                  memory=dict(batch_size=8, num_samples=256,
                              chunk_sizes=(None, 32, 8))),
     'quick': dict(ks=(1, 4), batch_sizes=(16,), k_for_batch_sweep=4,
                   mask_batches=(256,), steps_per_run=2, repeats=2,
+                  warmup_s=0.0,
                   matmul_n=256, batch_size=32,
                   memory=dict(batch_size=2, num_samples=16,
                               chunk_sizes=(None, 4))),
@@ -466,7 +476,7 @@ def run(plan: str = 'full', setups=None) -> dict:
     setup = SETUPS[name]()
     b0 = p.get('batch_size', setup.batch_size)
     kw = dict(steps_per_run=p['steps_per_run'], repeats=p['repeats'],
-              peak_flops=peak)
+              warmup_s=p['warmup_s'], peak_flops=peak)
     lan_k = []
     for k in p['ks']:
       r = bench_lan(setup, batch_size=b0, num_samples=k, chunk_size=None, **kw)
@@ -517,10 +527,10 @@ def targets(results) -> list[dict]:
             'target': f'cost per F-eval at K={k} <= at K={min(by_k)} '
                       f'({what.replace("_", " ")})',
             'value': ratio, 'unit': 'ratio', 'passed': bool(ratio <= 1.0)})
-    if 1 in by_k:
+    if 1 in by_k and by_k[1]['batch_size'] == 128:
       v = by_k[1]['examples_per_s']
-      out.append({'target': 'translated MNIST LAN step at K=1 >= 20,000 '
-                            'examples/s',
+      out.append({'target': 'translated MNIST LAN step at K=1, batch 128 >= '
+                            '20,000 examples/s',
                   'value': v, 'unit': 'examples/s', 'passed': v >= 20_000})
     best = max(r['masks_per_s'] for r in mnist['a_inference'])
     out.append({'target': "A's inference >= 100,000 masks/s",
@@ -568,9 +578,10 @@ def markdown(results) -> str:
       f'Matmul yardstick: f32 {mm["n"]}x{mm["n"]} at '
       f'**{mm["flops_per_s"] / 1e9:.1f} GFLOP/s**.', '',
       'Timings: median over runs of chained jitted steps (state donated, as '
-      'in `training.fit`), each run closed by `block_until_ready`. FLOPs from '
-      "XLA's cost analysis of the compiled step. CPU = process CPU time per "
-      'step (all threads).', '']
+      'in `training.fit`), each run closed by `block_until_ready`; "best run" '
+      'is the fastest run (what the machine does when nothing else runs). '
+      "FLOPs from XLA's cost analysis of the compiled step; CPU = process CPU "
+      'time per step (all threads).', '']
   for name, s in results['setups'].items():
     lines += [f'## {name}', '',
               f'### LAN step by K (batch size {s["default_batch_size"]})', '']
@@ -624,14 +635,15 @@ def markdown(results) -> str:
 
 
 def _lan_table(rows):
-  out = ['| K | batch | examples/s | F-evals/s | us/F-eval | CPU us/F-eval | '
-         'ms/step | GFLOP/s | of matmul rate | batch+noise share | '
-         'compile s | recompiles |',
-         '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+  out = ['| K | batch | examples/s | best run | F-evals/s | us/F-eval | '
+         'CPU us/F-eval | ms/step | GFLOP/s | of matmul rate | '
+         'batch+noise share | compile s | recompiles |',
+         '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
   for r in rows:
     out.append(
         f'| {r["num_samples"]} | {r["batch_size"]} | '
-        f'{_fmt(r["examples_per_s"])} | {_fmt(r["f_evals_per_s"])} | '
+        f'{_fmt(r["examples_per_s"])} | '
+        f'{_fmt(r["examples_per_s_best_run"])} | {_fmt(r["f_evals_per_s"])} | '
         f'{r["us_per_f_eval"]:.1f} | {r["cpu_us_per_f_eval"]:.1f} | '
         f'{r["step_s"] * 1e3:.2f} | {r["flops_per_s"] / 1e9:.1f} | '
         f'{r["fraction_of_matmul_rate"]:.0%} | '
