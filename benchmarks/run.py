@@ -79,8 +79,9 @@ class LanSetup:
   """One experiment's networks, built as its training code builds them.
 
   Attributes:
-    lan_update: ``lan_update(batch_size, num_samples, chunk_size) -> update``,
-      the experiment's own LAN step (`training.lan_update`).
+    lan_update: ``lan_update(batch_size, num_samples, chunk_size,
+      cpu_max_inputs) -> update``, the experiment's own LAN step
+      (`training.lan_update`).
     lan_state: A's initial training state.
     lan_data: the data pytree the LAN step reads (``'f_params'``,
       ``'noise'``, the training inputs).
@@ -94,7 +95,7 @@ class LanSetup:
     input_shape: one example's shape.
     batch_size: the default batch size.
   """
-  lan_update: Callable[[int, int, Optional[int]], Callable]
+  lan_update: Callable[..., Callable]
   lan_state: Any
   lan_data: Any
   make_inputs: Callable
@@ -129,10 +130,12 @@ def translated_mnist_setup() -> LanSetup:
   noise = tmx.make_noise(config, data, place)
   train = {'digits': digits, 'labels': labels}
 
-  def lan_update(batch_size, num_samples, chunk_size=None):
+  def lan_update(batch_size, num_samples, chunk_size=None,
+                 cpu_max_inputs=1024):
     c = config.copy_and_resolve_references()
     c.lan.batch_size, c.lan.num_samples = batch_size, num_samples
     c.lan.chunk_size = chunk_size or 0
+    c.lan.cpu_max_inputs = cpu_max_inputs or 0
     return tmx.lan_update(c, f_graphdef, lan_graphdef, place.allowed)
 
   def f_update(batch_size):
@@ -363,9 +366,11 @@ def time_fn(fn, *args, repeats: int, calls_per_run: int = 1) -> float:
 
 def bench_lan(setup: LanSetup, *, batch_size: int, num_samples: int,
               chunk_size: Optional[int], steps_per_run: int, repeats: int,
-              peak_flops: float, warmup_s: float = 1.0) -> dict:
+              peak_flops: float, warmup_s: float = 1.0,
+              cpu_max_inputs: Optional[int] = 1024) -> dict:
   """One LAN-step measurement (see `time_update`) with derived rates."""
-  update = setup.lan_update(batch_size, num_samples, chunk_size)
+  update = setup.lan_update(batch_size, num_samples, chunk_size,
+                            cpu_max_inputs)
   r = time_update(update, setup.lan_state, setup.lan_data,
                   steps_per_run=steps_per_run, repeats=repeats,
                   warmup_s=warmup_s)
@@ -375,8 +380,11 @@ def bench_lan(setup: LanSetup, *, batch_size: int, num_samples: int,
       calls_per_run=steps_per_run)
   f_evals = batch_size * num_samples
   r.update({
+      'variant': 'default',
       'batch_size': batch_size, 'num_samples': num_samples,
       'chunk_size': chunk_size,
+      'cpu_max_inputs': cpu_max_inputs if jax.default_backend() == 'cpu'
+                        else None,
       'examples_per_s': batch_size / r['step_s'],
       'examples_per_s_best_run': batch_size / r['step_s_min'],
       'f_evals_per_s': f_evals / r['step_s'],
@@ -435,9 +443,11 @@ PLANS = {
     'full': dict(ks=(1, 8, 32), batch_sizes=(32, 64, 128, 256, 512),
                  k_for_batch_sweep=8, mask_batches=(128, 1024, 8192),
                  steps_per_run=10, repeats=7, warmup_s=1.0, matmul_n=1024,
+                 untiled_k=32,
                  memory=dict(batch_size=8, num_samples=256,
                              chunk_sizes=(None, 32, 8))),
     'quick': dict(ks=(1, 4), batch_sizes=(16,), k_for_batch_sweep=4,
+                  untiled_k=None,
                   mask_batches=(256,), steps_per_run=2, repeats=2,
                   warmup_s=0.0,
                   matmul_n=256, batch_size=32,
@@ -484,6 +494,14 @@ def run(plan: str = 'full', setups=None) -> dict:
             f'{r["examples_per_s"]:.0f} examples/s, '
             f'{r["us_per_f_eval"]:.1f} us per F-eval', flush=True)
       lan_k.append(r)
+    if jax.default_backend() == 'cpu' and p.get('untiled_k'):
+      k = p['untiled_k']
+      r = bench_lan(setup, batch_size=b0, num_samples=k, chunk_size=None,
+                    cpu_max_inputs=None, **kw)
+      r['variant'] = 'no CPU tiling'
+      print(f'[bench] {name} LAN step K={k} B={b0} without CPU tiling: '
+            f'{r["us_per_f_eval"]:.1f} us per F-eval', flush=True)
+      lan_k.append(r)
     lan_b = []
     for b in p['batch_sizes']:
       r = bench_lan(setup, batch_size=b, num_samples=p['k_for_batch_sweep'],
@@ -516,7 +534,8 @@ def targets(results) -> list[dict]:
   out = []
   mnist = results['setups'].get('translated_mnist')
   if mnist:
-    by_k = {r['num_samples']: r for r in mnist['lan_by_k']}
+    by_k = {r['num_samples']: r for r in mnist['lan_by_k']
+            if r.get('variant', 'default') == 'default'}
     base = by_k[min(by_k)]
     for k, r in sorted(by_k.items()):
       if k == min(by_k):
@@ -581,7 +600,9 @@ def markdown(results) -> str:
       'in `training.fit`), each run closed by `block_until_ready`; "best run" '
       'is the fastest run (what the machine does when nothing else runs). '
       "FLOPs from XLA's cost analysis of the compiled step; CPU = process CPU "
-      'time per step (all threads).', '']
+      'time per step (all threads). CPU tiling: `lan_update` evaluates F on at '
+      'most this many corrupted inputs at once on CPU (chunks of noise '
+      'samples; `cpu_max_inputs`), "off" shows the untiled cost.', '']
   for name, s in results['setups'].items():
     lines += [f'## {name}', '',
               f'### LAN step by K (batch size {s["default_batch_size"]})', '']
@@ -635,13 +656,17 @@ def markdown(results) -> str:
 
 
 def _lan_table(rows):
-  out = ['| K | batch | examples/s | best run | F-evals/s | us/F-eval | '
-         'CPU us/F-eval | ms/step | GFLOP/s | of matmul rate | '
+  out = ['| K | batch | CPU tiling | examples/s | best run | F-evals/s | '
+         'us/F-eval | CPU us/F-eval | ms/step | GFLOP/s | of matmul rate | '
          'batch+noise share | compile s | recompiles |',
-         '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+         '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
+         '---:|']
   for r in rows:
+    tiling = r.get('cpu_max_inputs')
+    tiling = ('n/a' if jax.default_backend() != 'cpu' else
+              f'{tiling} inputs' if tiling else 'off')
     out.append(
-        f'| {r["num_samples"]} | {r["batch_size"]} | '
+        f'| {r["num_samples"]} | {r["batch_size"]} | {tiling} | '
         f'{_fmt(r["examples_per_s"])} | '
         f'{_fmt(r["examples_per_s_best_run"])} | {_fmt(r["f_evals_per_s"])} | '
         f'{r["us_per_f_eval"]:.1f} | {r["cpu_us_per_f_eval"]:.1f} | '

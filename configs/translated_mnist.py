@@ -71,6 +71,7 @@ def get_config(arg=None):
   config.lan.num_samples = 1  # K noise samples per example
   config.lan.chunk_size = 0  # >0: at most this many noise samples at once
   config.lan.chunk_memory_mb = 0  # >0: chunk_size from this memory budget
+  config.lan.cpu_max_inputs = 1024  # CPU: tile K x B beyond this (0: never)
   config.lan.batch_size = 128
   config.lan.num_steps = 10_000
 

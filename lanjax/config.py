@@ -56,6 +56,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       _check(_is_int(lan.chunk_size) and lan.chunk_size >= 0,
              'config.lan.chunk_size must be an int >= 0 (0: no chunking), '
              f'got {_got(lan.chunk_size)}.')
+    if 'cpu_max_inputs' in lan:
+      _check(_is_int(lan.cpu_max_inputs) and lan.cpu_max_inputs >= 0,
+             'config.lan.cpu_max_inputs must be an int >= 0 (0: never tile '
+             f'the K x B evaluations of F), got {_got(lan.cpu_max_inputs)}.')
     if 'chunk_memory_mb' in lan:
       _check(_is_number(lan.chunk_memory_mb) and lan.chunk_memory_mb >= 0,
              'config.lan.chunk_memory_mb must be a number >= 0 (0: no memory '

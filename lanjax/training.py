@@ -91,10 +91,15 @@ def compiler_options(platform: Optional[str] = None) -> Optional[dict]:
   return dict(_CPU_COMPILER_OPTIONS)
 
 
+def _platform(mesh=None) -> str:
+  return (mesh.devices.flat[0].platform if mesh is not None
+          else jax.default_backend())
+
+
 def jit(fun: Callable, *, mesh=None, **kwargs):
   """`jax.jit` with lanjax's `compiler_options` for the mesh's platform."""
-  platform = mesh.devices.flat[0].platform if mesh is not None else None
-  return jax.jit(fun, compiler_options=compiler_options(platform), **kwargs)
+  return jax.jit(fun, compiler_options=compiler_options(_platform(mesh)),
+                 **kwargs)
 
 
 class NonFiniteError(FloatingPointError):
@@ -189,7 +194,8 @@ def lan_update(graphdef, tx, f_apply: Callable, batch_fn: Callable, *,
                beta: float, num_samples: int,
                output_loss: Callable = losses_lib.softmax_cross_entropy,
                chunk_size: Optional[int] = None,
-               chunk_memory: Optional[int] = None, mesh=None):
+               chunk_memory: Optional[int] = None,
+               cpu_max_inputs: Optional[int] = 1024, mesh=None):
   """Builds the update that trains the LAN A with F frozen (eq. 3).
 
   Args:
@@ -204,6 +210,12 @@ def lan_update(graphdef, tx, f_apply: Callable, batch_fn: Callable, *,
     chunk_memory: optional memory budget in bytes per device for F's
       evaluations at once; sets ``chunk_size`` (when that is None) with
       `objective.chunk_size_for_memory`.
+    cpu_max_inputs: on CPU, when neither of the above is set, the most
+      corrupted inputs F evaluates at once per device: larger ``B * K`` is
+      tiled into chunks of noise samples (activations kept, nothing
+      recomputed), because beyond the CPU's caches every evaluation costs up
+      to 2x more (benchmarks/results.md). None or 0: never; ignored on GPU
+      and TPU, which want the largest batch.
     mesh: optional device mesh for the batch.
 
   ``data`` must hold ``'f_params'`` (F's parameters) and ``'noise'`` (a
@@ -222,19 +234,21 @@ def lan_update(graphdef, tx, f_apply: Callable, batch_fn: Callable, *,
                         axis=1)
     f = lambda z: f_apply(data['f_params'], z)
     target = f(x)
-    chunk = chunk_size
+    chunk, remat = chunk_size, True
+    per_device = x.shape[0] // (mesh.size if mesh is not None else 1)
     if chunk is None and chunk_memory:
-      per_device = jax.ShapeDtypeStruct(
-          (x.shape[0] // (mesh.size if mesh is not None else 1),)
-          + x.shape[1:], x.dtype)
       chunk = objective.chunk_size_for_memory(
-          f, per_device, num_samples=num_samples, max_bytes=chunk_memory)
+          f, jax.ShapeDtypeStruct((per_device,) + x.shape[1:], x.dtype),
+          num_samples=num_samples, max_bytes=chunk_memory)
+    if (chunk is None and cpu_max_inputs and _platform(mesh) == 'cpu'
+        and per_device * num_samples > cpu_max_inputs):
+      chunk, remat = max(1, cpu_max_inputs // max(per_device, 1)), False
 
     def loss_fn(params):
       mask = nnx.merge(graphdef, params)(x)
       fidelity, coverage = objective.lan_terms(
           f, x, mask, noise, output_loss=output_loss, target=target,
-          chunk_size=chunk)
+          chunk_size=chunk, remat=remat)
       loss = (fidelity - beta * coverage).mean()
       return loss, (fidelity.mean(), coverage.mean())
 

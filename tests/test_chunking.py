@@ -206,3 +206,43 @@ def test_lan_update_memory_budget_matches_unchunked_step():
   jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5,
                                                        atol=1e-7),
                s1['params'], s0['params'])
+
+
+@pytest.mark.parametrize('chunk_size', [2, 3])
+def test_chunks_without_remat_equal_unchunked(chunk_size):
+  f = _classifier_f()
+  x, mask, noise = _data(k=7)
+  loss = lambda m, c, r: objective.lan_loss(f, x, m, noise, beta=1.0,
+                                            chunk_size=c, remat=r)
+  np.testing.assert_allclose(loss(mask, chunk_size, False),
+                             loss(mask, None, True), rtol=1e-6)
+  np.testing.assert_allclose(jax.grad(loss)(mask, chunk_size, False),
+                             jax.grad(loss)(mask, None, True), rtol=1e-5,
+                             atol=1e-7)
+
+
+def test_lan_update_tiles_large_batches_on_cpu_only():
+  """On CPU, B * K beyond cpu_max_inputs is evaluated in chunks, same step."""
+  from lanjax.noise import BootstrapNoise  # pylint: disable=g-import-not-at-top
+  f = _conv_f()
+  graphdef, params = nnx.split(_Mask(), nnx.Param)
+  tx = optax.sgd(0.1)
+  pool = jax.random.uniform(jax.random.key(1), (20, 16, 16, 3))
+  data = {'pool': pool, 'f_params': {}, 'noise': BootstrapNoise(pool)}
+  batch_fn = lambda d, key: d['pool'][:4]
+  results = []
+  for cap in (None, 8):  # 4 examples x 8 samples = 32 inputs > 8: chunks of 2
+    update = training.lan_update(
+        graphdef, tx, lambda p, z: f(z), batch_fn, beta=0.5, num_samples=8,
+        output_loss=losses.squared_error, cpu_max_inputs=cap)
+    state = training.init_state(params, tx)
+    jaxpr = str(jax.make_jaxpr(update)(state, data, jax.random.key(2)))
+    tiled = cap is not None and jax.default_backend() == 'cpu'
+    assert ('scan' in jaxpr) == tiled
+    assert ('remat' in jaxpr or 'checkpoint' in jaxpr) is False
+    results.append(jax.jit(update)(state, data, jax.random.key(2)))
+  (s0, m0), (s1, m1) = results
+  np.testing.assert_allclose(m1['loss'], m0['loss'], rtol=1e-6)
+  jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5,
+                                                       atol=1e-7),
+               s1['params'], s0['params'])

@@ -191,6 +191,7 @@ def lan_update(config, f_graphdef, lan_graphdef, allowed, mesh=None):
       num_samples=config.lan.num_samples,
       chunk_size=config.lan.chunk_size or None,
       chunk_memory=int(config.lan.get('chunk_memory_mb', 0) * 2 ** 20) or None,
+      cpu_max_inputs=config.lan.get('cpu_max_inputs', 1024) or None,
       mesh=mesh)
 
 
