@@ -86,7 +86,7 @@ def test_quick_run_memory_shows_chunking(quick):
 def test_quick_run_writes_markdown_table(quick):
   results, md, stdout = quick
   assert md.startswith('# lanjax benchmarks')
-  assert '| K | batch | examples/s |' in md and '## Targets' in md
+  assert '| K | batch | CPU tiling | examples/s |' in md and '## Targets' in md
   assert md in stdout  # the command prints the table
   for t in results['targets']:
     assert t['target'] in md
