@@ -502,6 +502,25 @@ class MetricLogger:
       self.writer.close()
 
 
+def read_metric(jsonl_path: str, key: str) -> list[list[float]]:
+  """``[[step, value], ...]`` of ``key`` in a run's JSON-lines metrics file.
+
+  E.g. ``read_metric(workdir + '/metrics_f.jsonl', 'test_accuracy')`` is F's
+  learning curve. A missing file gives ``[]``.
+  """
+  points = []
+  if os.path.exists(jsonl_path):
+    with open(jsonl_path) as fh:
+      for line in fh:
+        try:
+          record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut off by a killed run
+          continue
+        if key in record:
+          points.append([record['step'], record[key]])
+  return points
+
+
 # ----------------------------------------------------------------------------
 # The loop.
 

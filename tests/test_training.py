@@ -137,3 +137,12 @@ def test_classifier_update_learns(tmp_path):
       name='f', log_every=50, checkpoint_every=150, tensorboard=False)
   logits = nnx.merge(graphdef, state['params'])(images)
   assert float((jnp.argmax(logits, -1) == labels).mean()) > 0.85
+
+
+def test_read_metric_skips_a_cut_off_line(tmp_path):
+  path = tmp_path / 'm.jsonl'
+  path.write_text('{"step": 2, "test_accuracy": 0.5}\n{"step": 3, "loss": 1}\n'
+                  '{"step": 4, "test_accuracy": 0.75}\n{"step": 5, "test_acc')
+  assert training.read_metric(str(path), 'test_accuracy') == [[2, 0.5],
+                                                              [4, 0.75]]
+  assert training.read_metric(str(tmp_path / 'missing.jsonl'), 'loss') == []

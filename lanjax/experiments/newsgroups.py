@@ -27,7 +27,6 @@ relative to the other words, which saturation of the sigmoid preserves.
 from __future__ import annotations
 
 import functools
-import json
 import os
 
 import jax
@@ -539,7 +538,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       labels=['LAN order (most important first)', 'random order',
               'gradient x input of F (reference)'])
 
-  curve = _learning_curve(os.path.join(workdir, 'metrics_f.jsonl'))
+  curve = training.read_metric(os.path.join(workdir, 'metrics_f.jsonl'),
+                               'test_accuracy')
   m['f_learning_curve'] = curve
   io.write_json(os.path.join(workdir, 'metrics.json'), m)
   print(f'F test accuracy {m["f_test_accuracy"]:.4f}; top-{k} words in the '
@@ -565,17 +565,6 @@ def _subset(bow, n):
   return ng.BagOfWords(ids=bow.ids, counts=bow.counts,
                        offsets=bow.offsets[:n], lengths=bow.lengths[:n],
                        vocab_size=bow.vocab_size, max_length=bow.max_length)
-
-
-def _learning_curve(path):
-  curve = []
-  if os.path.exists(path):
-    with open(path) as fh:
-      for line in fh:
-        r = json.loads(line)
-        if 'test_accuracy' in r:
-          curve.append([r['step'], r['test_accuracy']])
-  return curve
 
 
 def _table_rows(config, corpus, vocab, stats, correct) -> list[dict]:

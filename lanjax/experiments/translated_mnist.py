@@ -415,15 +415,8 @@ def evaluate_domain(config, workdir, data, domain) -> dict:
   })
 
   # Learning curve of F (test accuracy) from the run's JSON-lines log.
-  curve = []
-  log = os.path.join(workdir, 'metrics_f.jsonl')
-  if os.path.exists(log):
-    import json  # pylint: disable=g-import-not-at-top
-    with open(log) as fh:
-      for line in fh:
-        r = json.loads(line)
-        if 'test_accuracy' in r:
-          curve.append([r['step'], r['test_accuracy']])
+  curve = training.read_metric(os.path.join(workdir, 'metrics_f.jsonl'),
+                               'test_accuracy')
   m['f_learning_curve'] = curve
 
   n_fig = config.eval.num_figure_examples
