@@ -25,7 +25,11 @@ Command:
   python evaluate.py --config configs/translated_mnist.py --workdir runs/mnist
 """
 
+import os
+
 import ml_collections
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def get_config(arg=None):
@@ -43,8 +47,11 @@ def get_config(arg=None):
   config.data = ml_collections.ConfigDict()
   config.data.name = 'mnist'
   config.data.data_dir = ''  # '' -> $TFDS_DATA_DIR -> ~/tensorflow_datasets
-  config.data.manual_dir = ''  # raw IDX files to prepare from, e.g. ../shared/data/mnist
-  config.data.download = False  # allow TFDS to download (needs internet)
+  # The raw IDX files to prepare from; used only if MNIST is not prepared yet
+  # and the directory holds them (else: download, where there is internet).
+  config.data.manual_dir = os.path.normpath(
+      os.path.join(_REPO, '..', 'shared', 'data', 'mnist'))
+  config.data.download = True
   config.data.value_range = (0.0, 1.0)  # pixels after scaling; checked on load
   config.data.train_limit = 0  # 0: all examples
   config.data.test_limit = 0
