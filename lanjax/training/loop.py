@@ -1,0 +1,188 @@
+"""The resumable training loop around a jitted update."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from lanjax import validation
+from lanjax.training.checkpoints import array_specs
+from lanjax.training.checkpoints import checkpoint_manager
+from lanjax.training.checkpoints import restore_latest
+from lanjax.training.logs import MetricLogger
+from lanjax.training.sharding import replicate
+from lanjax.training.xla import jit
+
+State = dict  # {'step': int32 scalar, 'params': pytree, 'opt_state': pytree}
+
+
+class NonFiniteError(FloatingPointError):
+  """Training produced a non-finite loss or gradient."""
+
+
+
+def fit(update: Callable, state: State, data, *, rng, num_steps: int,
+        workdir, name: str, log_every: int = 100,
+        checkpoint_every: int = 1000, max_to_keep: int = 2, mesh=None,
+        eval_fn: Optional[Callable[[State], dict]] = None,
+        eval_every: int = 0, tensorboard: bool = True,
+        check_inputs: bool = True) -> State:
+  """Runs ``update`` until ``state['step'] == num_steps``, resumably.
+
+  If ``workdir/checkpoints/name`` holds a checkpoint, training resumes from
+  the latest readable one; a finished run returns at once.
+
+  Args:
+    update: ``update(state, data, key) -> (state, metrics)``; jitted here with
+      the state donated.
+    state: the initial state (used as the structure to restore into).
+    data: pytree of arrays the update reads (datasets, F's parameters, noise).
+    rng: root PRNG key of this run; step ``s`` uses ``fold_in(rng, s)``.
+    num_steps: total number of updates.
+    workdir: the run's directory.
+    name: run name: checkpoints in ``workdir/checkpoints/name``, metrics in
+      ``workdir/metrics_name.jsonl`` and ``workdir/tensorboard/name``.
+    log_every: steps between metric reports (the only host syncs).
+    checkpoint_every: steps between checkpoints (one is always written at the
+      end).
+    max_to_keep: checkpoints kept.
+    mesh: optional mesh: state and data are replicated over it.
+    eval_fn: optional ``eval_fn(state) -> {name: scalar}``, logged with a
+      ``test_`` prefix every ``eval_every`` steps and at the end.
+    eval_every: steps between evaluations (0: only at the end).
+    tensorboard: write TensorBoard summaries.
+    check_inputs: before the first step, check that ``data`` holds no NaN or
+      inf (`lanjax.validation.check_finite`).
+
+  Raises:
+    NonFiniteError: a loss or gradient became NaN or inf (the message names
+      the step and the last good checkpoint).
+    CheckpointMismatchError: the checkpoints in the work dir belong to another
+      config.
+    ValueError: ``data`` holds NaN/inf, or the update does not fit the state
+      and data (found by `check_update` before anything is compiled).
+
+  Returns:
+    The final state.
+  """
+  if mesh is not None:
+    # Replicated over the mesh before restoring, so that a checkpoint is
+    # restored straight into the replicated layout (on every host).
+    state = replicate(state, mesh)
+    data = replicate(data, mesh)
+  manager = checkpoint_manager(os.path.join(workdir, 'checkpoints', name),
+                               max_to_keep=max_to_keep, cleanup_tmp=True)
+  try:
+    restored, restored_step = restore_latest(manager, state, what=f'[{name}]')
+  except Exception:
+    manager.close()
+    raise
+  if restored is not None:
+    state = restored
+    print(f'[{name}] resuming from checkpoint at step {restored_step}',
+          flush=True)
+  start = int(state['step'])
+  if start > num_steps:
+    print(f'WARNING: [{name}] the checkpoint at step {start} is past '
+          f'num_steps={num_steps}; it is used as it is.', flush=True)
+  if start >= num_steps:
+    manager.close()
+    return state
+  step_fn = jit(update, mesh=mesh, donate_argnums=0)
+  try:
+    check_update(step_fn, state, data, rng, name=name,
+                 check_inputs=check_inputs)
+  except Exception:
+    manager.close()
+    raise
+  logger = MetricLogger(workdir, name, total_steps=num_steps,
+                        tensorboard=tensorboard)
+  logger.start(start)
+  pending = []  # device metrics since the last report: no per-step host sync
+  last_good = restored_step
+  try:
+    for step in range(start, num_steps):
+      state, metrics = step_fn(state, data, jax.random.fold_in(rng, step))
+      pending.append(metrics)
+      done = step + 1
+      report = done % log_every == 0 or done == num_steps
+      save = done % checkpoint_every == 0 or done == num_steps
+      if report or save:
+        host = jax.device_get(pending)
+        pending = []
+        bad = [i for i, m in enumerate(host) if not m['finite']]
+        if bad:
+          first = done - len(host) + bad[0] + 1
+          good = (f'step {last_good} in {manager.directory}'
+                  if last_good is not None else
+                  f'none (nothing was saved in {manager.directory})')
+          raise NonFiniteError(
+              f'[{name}] non-finite loss or gradient at step {first} '
+              f'(loss={host[bad[0]]["loss"]}); that update was not applied '
+              f'and training stopped. Last good checkpoint: {good}. Lower '
+              'the learning rate, or check the inputs and F for NaN/inf, then '
+              'run the same command again to resume from that checkpoint.')
+        if report:
+          logger.write(done, {k: np.mean([m[k] for m in host])
+                              for k in host[-1]})
+      if eval_fn is not None and (
+          done == num_steps or (eval_every and done % eval_every == 0)):
+        logger.write_eval(done, eval_fn(state))
+      if save:
+        manager.save(done, args=ocp.args.StandardSave(state))
+        manager.wait_until_finished()
+        last_good = done
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+    logger.close()
+  return state
+
+
+def check_update(update: Callable, state: State, data, rng, *,
+                 name: str = 'train', check_inputs: bool = True):
+  """Checks ``update`` against ``state`` and ``data`` without running it.
+
+  Traces one step with `jax.eval_shape` (nothing is compiled or computed), so
+  a shape error in the data, F, A or the noise is raised here, before the
+  first step, with the library's message rather than from inside XLA. Checks
+  that the update returns a state of the same structure, shapes and dtypes
+  (required to compile the step once and donate the state) and metrics with
+  ``'loss'`` and ``'finite'``; with ``check_inputs``, that ``data`` holds no
+  NaN or inf.
+
+  Raises:
+    ValueError naming the problem.
+  """
+  if check_inputs:
+    validation.check_finite(data, name=f'[{name}] data')
+  try:
+    new_state, metrics = jax.eval_shape(update, state, data,
+                                        jax.random.fold_in(rng, 0))
+  except Exception as e:
+    e.add_note(f'(raised while checking the [{name}] update on its state and '
+               'data before the first step, with jax.eval_shape: nothing was '
+               'compiled or run.)')
+    raise
+  before, after = array_specs(state), array_specs(new_state)
+  if (jax.tree.structure(state) != jax.tree.structure(new_state)
+      or before != after):
+    diffs = [f'{p}: {before.get(p)} -> {after.get(p)}'
+             for p in sorted(set(before) | set(after))
+             if before.get(p) != after.get(p)]
+    raise ValueError(
+        f'[{name}] the update returns a state that differs from the one it is '
+        f'given ({"; ".join(diffs[:5]) or "another pytree structure"}). It '
+        'must return the same structure, shapes and dtypes: the state is '
+        'donated and the step compiled once.')
+  missing = [k for k in ('loss', 'finite') if k not in metrics]
+  if missing:
+    raise ValueError(
+        f'[{name}] the update\'s metrics lack {missing}: fit needs the loss '
+        'and the finite flag of `apply_gradients` to stop on NaN/inf.')
+
+

@@ -1,0 +1,161 @@
+"""The two updates every experiment needs: F on its task, A on the frozen F.
+
+Each builder returns ``update(state, data, key) -> (state, metrics)`` over an
+explicit state pytree ``{'step', 'params', 'opt_state'}``, for `loop.fit`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from lanjax import losses as losses_lib
+from lanjax import objective
+from lanjax.training.sharding import shard_batch
+from lanjax.training.xla import platform_of
+
+State = dict  # {'step': int32 scalar, 'params': pytree, 'opt_state': pytree}
+
+
+def init_state(params, tx: optax.GradientTransformation) -> State:
+  """The training state for ``params`` optimised with ``tx``."""
+  return {'step': jnp.zeros((), jnp.int32), 'params': params,
+          'opt_state': tx.init(params)}
+
+
+def apply_gradients(state: State, grads, loss, tx) -> tuple[State, Any]:
+  """One optimiser step; skipped (state kept) if loss or grads are non-finite.
+
+  Returns the new state and a float flag, 1.0 where the step was finite.
+  """
+  updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+  params = optax.apply_updates(state['params'], updates)
+  finite = jnp.isfinite(loss) & jnp.all(jnp.asarray(
+      [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+  keep = lambda new, old: jnp.where(finite, new, old)
+  new_state = {
+      'step': state['step'] + 1,
+      'params': jax.tree.map(keep, params, state['params']),
+      'opt_state': jax.tree.map(keep, opt_state, state['opt_state']),
+  }
+  return new_state, finite.astype(jnp.float32)
+
+
+def classifier_update(graphdef, tx, batch_fn: Callable, *, mesh=None,
+                      forward: Optional[Callable] = None):
+  """Builds the update that trains a classifier F on its labels.
+
+  Args:
+    graphdef: F's NNX graph definition (`nnx.split`).
+    tx: the optax optimiser.
+    batch_fn: ``batch_fn(data, key) -> {'x': (B, ...), 'y': (B,) int}``; makes
+      the batch inside the jitted step.
+    mesh: optional device mesh; the batch is sharded over its ``data`` axis.
+    forward: ``forward(model, x, key) -> logits`` for models that need a key
+      in training (dropout); defaults to ``model(x)``.
+
+  Returns:
+    ``update(state, data, key) -> (state, metrics)``.
+  """
+  forward = forward or (lambda model, x, key: model(x))
+
+  def update(state, data, key):
+    data_key, model_key = jax.random.split(key)
+    batch = shard_batch(batch_fn(data, data_key), mesh)
+
+    def loss_fn(params):
+      logits = forward(nnx.merge(graphdef, params), batch['x'], model_key)
+      loss = optax.softmax_cross_entropy_with_integer_labels(
+          logits, batch['y']).mean()
+      return loss, logits
+
+    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state['params'])
+    state, finite = apply_gradients(state, grads, loss, tx)
+    metrics = {
+        'loss': loss,
+        'accuracy': (jnp.argmax(logits, -1) == batch['y']).mean(),
+        'grad_norm': optax.tree.norm(grads),
+        'finite': finite,
+    }
+    return state, metrics
+
+  return update
+
+
+def lan_update(graphdef, tx, f_apply: Callable, batch_fn: Callable, *,
+               beta: float, num_samples: int,
+               output_loss: Callable = losses_lib.softmax_cross_entropy,
+               chunk_size: Optional[int] = None,
+               chunk_memory: Optional[int] = None,
+               cpu_max_inputs: Optional[int] = 1024, mesh=None):
+  """Builds the update that trains the LAN A with F frozen (eq. 3).
+
+  Args:
+    graphdef: A's NNX graph definition.
+    tx: the optax optimiser for A.
+    f_apply: ``f_apply(f_params, x) -> output``: the frozen black box.
+    batch_fn: ``batch_fn(data, key) -> x`` of shape ``(B, *d)``.
+    beta: weight of the mean mask in the objective.
+    num_samples: ``K``, noise samples per example (F sees B * K inputs).
+    output_loss: ``L_F``, per example.
+    chunk_size: optional cap on noise samples evaluated at once (memory).
+    chunk_memory: optional memory budget in bytes per device for F's
+      evaluations at once; sets ``chunk_size`` (when that is None) with
+      `objective.chunk_size_for_memory`.
+    cpu_max_inputs: on CPU, when neither of the above is set, the most
+      corrupted inputs F evaluates at once per device: larger ``B * K`` is
+      tiled into chunks of noise samples (activations kept, nothing
+      recomputed), because beyond the CPU's caches every evaluation costs up
+      to 2x more (benchmarks/results.md). None or 0: never; ignored on GPU
+      and TPU, which want the largest batch.
+    mesh: optional device mesh for the batch.
+
+  ``data`` must hold ``'f_params'`` (F's parameters) and ``'noise'`` (a
+  `lanjax.noise` distribution) besides what ``batch_fn`` reads.
+
+  Returns:
+    ``update(state, data, key) -> (state, metrics)``.
+  """
+
+  def update(state, data, key):
+    data_key, noise_key = jax.random.split(key)
+    x = shard_batch(batch_fn(data, data_key), mesh)
+    # (K, B, ...): sharded along B like the batch, so that each device draws
+    # and evaluates only its own examples' noise samples.
+    noise = shard_batch(data['noise'].sample(noise_key, x, num_samples), mesh,
+                        axis=1)
+    f = lambda z: f_apply(data['f_params'], z)
+    target = f(x)
+    chunk, remat = chunk_size, True
+    per_device = x.shape[0] // (mesh.size if mesh is not None else 1)
+    if chunk is None and chunk_memory:
+      chunk = objective.chunk_size_for_memory(
+          f, jax.ShapeDtypeStruct((per_device,) + x.shape[1:], x.dtype),
+          num_samples=num_samples, max_bytes=chunk_memory)
+    if (chunk is None and cpu_max_inputs and platform_of(mesh) == 'cpu'
+        and per_device * num_samples > cpu_max_inputs):
+      chunk, remat = max(1, cpu_max_inputs // max(per_device, 1)), False
+
+    def loss_fn(params):
+      mask = nnx.merge(graphdef, params)(x)
+      fidelity, coverage = objective.lan_terms(
+          f, x, mask, noise, output_loss=output_loss, target=target,
+          chunk_size=chunk, remat=remat)
+      loss = (fidelity - beta * coverage).mean()
+      return loss, (fidelity.mean(), coverage.mean())
+
+    (loss, (fidelity, coverage)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state['params'])
+    state, finite = apply_gradients(state, grads, loss, tx)
+    metrics = {'loss': loss, 'fidelity': fidelity, 'mask_mean': coverage,
+               'grad_norm': optax.tree.norm(grads), 'finite': finite}
+    return state, metrics
+
+  return update
+
+
