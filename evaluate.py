@@ -6,10 +6,11 @@
 
 from lanjax import cli
 from lanjax.experiments import get_experiment
+from lanjax.experiments import skeleton
 
 
 def main(config, workdir):
-  get_experiment(config.experiment).evaluate(config, workdir)
+  skeleton.evaluate(get_experiment(config.experiment), config, workdir)
 
 
 if __name__ == '__main__':

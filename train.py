@@ -5,20 +5,18 @@
   python train.py --config.lan.beta=7   # any config field can be overridden
 
 Re-running the same command in the same --workdir resumes from the latest
-checkpoints; a finished run only re-evaluates.
+checkpoints; a finished run only re-evaluates. The data are loaded once.
 """
 
 from lanjax import cli
 from lanjax import config as config_lib
 from lanjax.experiments import get_experiment
+from lanjax.experiments import skeleton
 
 
 def main(config, workdir):
   config_lib.save(config, workdir)
-  experiment = get_experiment(config.experiment)
-  experiment.train(config, workdir)
-  if config.evaluate_after_train:
-    experiment.evaluate(config, workdir)
+  skeleton.run(get_experiment(config.experiment), config, workdir)
 
 
 if __name__ == '__main__':

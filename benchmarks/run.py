@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -50,7 +49,6 @@ from flax import nnx
 
 from lanjax import io
 from lanjax import losses as losses_lib
-from lanjax import objective
 from lanjax import training
 
 SCHEMA_VERSION = 1
@@ -107,28 +105,24 @@ class LanSetup:
   batch_size: int = 128
 
 
-def translated_mnist_setup() -> LanSetup:
-  """Translated MNIST's F and A (appendix A), built by the experiment's code.
+def experiment_setup(name: str, variant: Optional[str] = None,
+                     task_index: int = 0) -> LanSetup:
+  """An experiment's F and A, built by the experiment's own public pieces.
 
-  The digits are random 12x12 images, as many as MNIST's training set: the
-  speed of the step does not depend on their values, and the benchmark does
-  not need the dataset.
+  The data are the experiment's `skeleton.Experiment.synthetic_data`: random
+  inputs of the dataset's shapes and sizes (the speed of a step does not
+  depend on the values, and the benchmark needs no dataset).
   """
-  from configs import translated_mnist as cfg  # pylint: disable=g-import-not-at-top
-  from lanjax.data import translated_mnist as tm  # pylint: disable=g-import-not-at-top
-  from lanjax.experiments import translated_mnist as tmx  # pylint: disable=g-import-not-at-top
+  import importlib  # pylint: disable=g-import-not-at-top
+  from lanjax.experiments import get_experiment  # pylint: disable=g-import-not-at-top
+  from lanjax.experiments import skeleton  # pylint: disable=g-import-not-at-top
 
-  config = cfg.get_config()
-  d = config.data
-  key = jax.random.key(0)
-  digits = jax.random.uniform(key, (60_000, d.digit_size, d.digit_size))
-  labels = jax.random.randint(key, (60_000,), 0, 10)
-  data = {'train': {'digits': digits, 'labels': labels}}
-  place = tmx.placement(config, 'standard')
-  f_graphdef, f_state = tmx._f_target_state(config)  # pylint: disable=protected-access
-  lan_graphdef, lan_state = tmx._lan_target_state(config)  # pylint: disable=protected-access
-  noise = tmx.make_noise(config, data, place)
-  train = {'digits': digits, 'labels': labels}
+  config = importlib.import_module(f'configs.{name}').get_config(variant)
+  experiment = get_experiment(config.experiment)
+  data = experiment.synthetic_data(config)
+  task = experiment.tasks(config, data)[task_index]
+  f_graphdef, f_state = skeleton.initial_state(task.make_f, config.f)
+  lan_graphdef, lan_state = skeleton.initial_state(task.make_lan, config.lan)
 
   def lan_update(batch_size, num_samples, chunk_size=None,
                  cpu_max_inputs=1024):
@@ -136,25 +130,34 @@ def translated_mnist_setup() -> LanSetup:
     c.lan.batch_size, c.lan.num_samples = batch_size, num_samples
     c.lan.chunk_size = chunk_size or 0
     c.lan.cpu_max_inputs = cpu_max_inputs or 0
-    return tmx.lan_update(c, f_graphdef, lan_graphdef, place.allowed)
+    t = experiment.tasks(c, data)[task_index]
+    return skeleton.lan_update(c, t, f_graphdef, lan_graphdef)
 
   def f_update(batch_size):
     c = config.copy_and_resolve_references()
     c.f.batch_size = batch_size
-    return tmx.f_update(c, f_graphdef, place.allowed)
+    return skeleton.f_update(c, experiment.tasks(c, data)[task_index],
+                             f_graphdef)
 
-  def make_inputs(data, key, batch_size, num_samples):
+  def make_inputs(step_data, key, batch_size, num_samples):
+    c = config.copy_and_resolve_references()
+    c.lan.batch_size = batch_size
     data_key, noise_key = jax.random.split(key)
-    x = tm.sample_batch(data_key, data['digits'], data['labels'], batch_size,
-                        place.allowed, d.canvas)['x']
-    return x, data['noise'].sample(noise_key, x, num_samples)
+    x = experiment.tasks(c, data)[task_index].lan_batch(step_data, data_key)
+    return x, step_data['noise'].sample(noise_key, x, num_samples)
 
+  x0 = task.lan_batch(task.train_data, jax.random.key(0))
   return LanSetup(
       lan_update=lan_update, lan_state=lan_state,
-      lan_data={**train, 'f_params': f_state['params'], 'noise': noise},
+      lan_data=skeleton.lan_data(task, f_state['params']),
       make_inputs=make_inputs, f_update=f_update, f_state=f_state,
-      f_data=train, mask_fn=lambda p, x: nnx.merge(lan_graphdef, p)(x),
-      input_shape=(d.canvas, d.canvas, 1), batch_size=config.lan.batch_size)
+      f_data=task.train_data, mask_fn=skeleton.apply_fn(lan_graphdef),
+      input_shape=tuple(x0.shape[1:]), batch_size=config.lan.batch_size)
+
+
+def translated_mnist_setup() -> LanSetup:
+  """Translated MNIST's F and A (appendix A), standard domain."""
+  return experiment_setup('translated_mnist')
 
 
 SETUPS: dict[str, Callable[[], LanSetup]] = {

@@ -48,37 +48,20 @@ Command:
   python evaluate.py --config configs/newsgroups.py --workdir runs/newsgroups
 """
 
-import os
-
-import ml_collections
-
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from lanjax import config as config_lib
 
 
 def get_config(arg=None):
   """The 20 Newsgroups config; ``arg`` in {None, 'paper', 'quick'}."""
-  config = ml_collections.ConfigDict()
-  config.experiment = 'newsgroups'
-  config.seed = 0
-  config.num_devices = 0  # 0: all local devices (data parallel)
+  config = config_lib.base_config(
+      'newsgroups', dataset='twenty_newsgroups',
+      manual_dir=config_lib.shared_data_dir('20news'))
   config.log_every = 1_000
   config.checkpoint_every = 5_000
-  config.evaluate_after_train = True
 
-  config.data = ml_collections.ConfigDict()
-  config.data.name = 'twenty_newsgroups'
-  config.data.data_dir = ''  # '' -> $TFDS_DATA_DIR -> ~/tensorflow_datasets
-  # The raw tarball to prepare from; used only if the dataset is not prepared
-  # yet and the directory holds 20news-bydate.tar.gz (else: download).
-  config.data.manual_dir = os.path.normpath(
-      os.path.join(_REPO, '..', 'shared', 'data', '20news'))
-  config.data.download = True  # allowed where the manual dir has no tarball
-  config.data.train_limit = 0  # 0: all documents
-  config.data.test_limit = 0
   config.data.vocab_size = 10_000  # UNK included
   config.data.min_count = 2  # rarer training words are UNK
 
-  config.f = ml_collections.ConfigDict()
   config.f.embed_dim = 50
   config.f.hidden = (200, 150)
   config.f.dropout_rate = 0.5
@@ -87,20 +70,16 @@ def get_config(arg=None):
   config.f.batch_size = 32
   config.f.num_steps = 12_000
   config.f.eval_every = 2_000
-  config.f.init_from = ''  # a previous run's workdir: explain its F, don't train one
 
-  config.lan = ml_collections.ConfigDict()
   config.lan.hidden = (100, 1000)
   config.lan.learning_rate = 1e-3
   config.lan.beta = 50.0
-  config.lan.noise = 'constant'
+  config.lan.noise = 'constant'  # a corrupted count is scaled toward 0
   config.lan.noise_value = 0.0
   config.lan.num_samples = 1  # constant noise: every sample is the same
-  config.lan.chunk_size = 0
   config.lan.batch_size = 128
   config.lan.num_steps = 2_000
 
-  config.eval = ml_collections.ConfigDict()
   config.eval.top_k = 15
   config.eval.chunk = 128  # documents made dense at once
   config.eval.deletion_docs = 2_000

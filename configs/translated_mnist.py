@@ -25,42 +25,22 @@ Command:
   python evaluate.py --config configs/translated_mnist.py --workdir runs/mnist
 """
 
-import os
-
-import ml_collections
-
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from lanjax import config as config_lib
 
 
 def get_config(arg=None):
   """The translated-MNIST config; ``arg`` in {None, 'paper', 'quick'}."""
-  config = ml_collections.ConfigDict()
-  config.experiment = 'translated_mnist'
-  config.seed = 0
+  config = config_lib.base_config(
+      'translated_mnist', dataset='mnist',
+      manual_dir=config_lib.shared_data_dir('mnist'))
   config.domains = ('standard', 'corner')
-  config.num_devices = 0  # 0: all devices (data parallel over the batch)
-  config.distributed = False  # True: jax.distributed.initialize() (multi-host)
-  config.log_every = 500
-  config.checkpoint_every = 2000
-  config.evaluate_after_train = True
 
-  config.data = ml_collections.ConfigDict()
-  config.data.name = 'mnist'
-  config.data.data_dir = ''  # '' -> $TFDS_DATA_DIR -> ~/tensorflow_datasets
-  # The raw IDX files to prepare from; used only if MNIST is not prepared yet
-  # and the directory holds them (else: download, where there is internet).
-  config.data.manual_dir = os.path.normpath(
-      os.path.join(_REPO, '..', 'shared', 'data', 'mnist'))
-  config.data.download = True
   config.data.value_range = (0.0, 1.0)  # pixels after scaling; checked on load
-  config.data.train_limit = 0  # 0: all examples
-  config.data.test_limit = 0
   config.data.canvas = 28
   config.data.digit_size = 12
   config.data.small_digit_size = 7  # Fig. 3b
   config.data.corner_size = 12  # Fig. 3c-d: excluded bottom-right region
 
-  config.f = ml_collections.ConfigDict()
   config.f.features = (10, 20)
   config.f.kernel_size = 4
   config.f.stride = 2
@@ -68,22 +48,15 @@ def get_config(arg=None):
   config.f.batch_size = 128
   config.f.num_steps = 30_000
   config.f.eval_every = 2_000
-  config.f.init_from = ''  # a previous run's workdir: explain its F, don't train one
 
-  config.lan = ml_collections.ConfigDict()
   config.lan.hidden = (100,)
   config.lan.learning_rate = 1e-3
   config.lan.beta = 5.0
-  config.lan.noise = 'bootstrap'  # or 'constant'
-  config.lan.noise_value = 0.0  # c, for constant noise
-  config.lan.num_samples = 1  # K noise samples per example
-  config.lan.chunk_size = 0  # >0: at most this many noise samples at once
-  config.lan.chunk_memory_mb = 0  # >0: chunk_size from this memory budget
-  config.lan.cpu_max_inputs = 1024  # CPU: tile K x B beyond this (0: never)
+  config.lan.noise = 'bootstrap'  # translated training digits
+  config.lan.num_samples = 1
   config.lan.batch_size = 128
   config.lan.num_steps = 10_000
 
-  config.eval = ml_collections.ConfigDict()
   config.eval.num_examples = 10_000
   config.eval.num_figure_examples = 8
   config.eval.small_digit_examples = 1_000

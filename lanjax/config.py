@@ -13,6 +13,76 @@ import ml_collections
 from lanjax import io
 
 
+def base_config(experiment: str, *, dataset: str = '',
+                manual_dir: str = '') -> ml_collections.ConfigDict:
+  """The fields every experiment's config has, with their defaults.
+
+  Every ``configs/<experiment>.py`` starts from this and sets or adds its own
+  fields, so the command-line overrides the README documents (``--config.seed``,
+  ``--config.num_devices``, ``--config.distributed``, ``--config.lan.beta``,
+  ``--config.lan.num_samples``, ``--config.lan.chunk_size``,
+  ``--config.lan.chunk_memory_mb``, ``--config.lan.cpu_max_inputs``,
+  ``--config.f.init_from``, ``--config.data.data_dir``, ...) exist for every
+  experiment and act the same way (`lanjax.experiments.skeleton.lan_options`).
+
+  Args:
+    experiment: the experiment module's name (``lanjax.experiments.<name>``).
+    dataset: the TFDS name of its dataset.
+    manual_dir: where raw files to prepare the dataset from may be.
+  """
+  c = ml_collections.ConfigDict()
+  c.experiment = experiment
+  c.seed = 0
+  c.num_devices = 0  # 0: all devices (data parallel over the batch)
+  c.distributed = False  # True: jax.distributed.initialize() (multi-host)
+  c.log_every = 500
+  c.checkpoint_every = 2_000
+  c.evaluate_after_train = True
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = dataset
+  c.data.data_dir = ''  # '' -> $TFDS_DATA_DIR -> ~/tensorflow_datasets
+  # Raw files to prepare from; used only if the dataset is not prepared yet
+  # and the directory holds them (else: download, where there is internet).
+  c.data.manual_dir = manual_dir
+  c.data.download = True
+  c.data.train_limit = 0  # 0: all examples
+  c.data.test_limit = 0
+
+  c.f = ml_collections.ConfigDict()  # the black box F
+  c.f.learning_rate = 1e-3
+  c.f.batch_size = 128
+  c.f.num_steps = 10_000
+  c.f.eval_every = 2_000
+  c.f.init_from = ''  # a previous run's workdir: explain its F, don't train one
+
+  c.lan = ml_collections.ConfigDict()  # the LAN A and eq. (3)
+  c.lan.hidden = (100,)
+  c.lan.learning_rate = 1e-3
+  c.lan.beta = 5.0  # fixed (the paper), or the start when adapted
+  # >0: adapt beta by dual ascent so that the mean L_F stays at this budget
+  # (`training.lan_update`); 0: fixed beta.
+  c.lan.fidelity_budget = 0.0
+  c.lan.beta_learning_rate = 0.02  # dual-ascent step on log(beta)
+  c.lan.noise = 'bootstrap'  # or 'constant'
+  c.lan.noise_value = 0.0  # c, for constant noise
+  c.lan.num_samples = 1  # K noise samples per example
+  c.lan.chunk_size = 0  # >0: at most this many noise samples at once
+  c.lan.chunk_memory_mb = 0  # >0: chunk_size from this memory budget
+  c.lan.cpu_max_inputs = 1024  # CPU: tile K x B beyond this (0: never)
+  c.lan.batch_size = 128
+  c.lan.num_steps = 10_000
+
+  c.eval = ml_collections.ConfigDict()
+  return c
+
+
+def shared_data_dir(name: str) -> str:
+  """``../shared/data/<name>`` beside the repository (raw files, offline)."""
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  return os.path.normpath(os.path.join(repo, '..', 'shared', 'data', name))
+
+
 class ConfigError(ValueError):
   """A config value is out of range or of the wrong type."""
 
@@ -52,6 +122,15 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _check(lan.noise in ('constant', 'bootstrap'),
            f"config.lan.noise must be 'constant' or 'bootstrap', got "
            f'{lan.noise!r}.')
+    if 'fidelity_budget' in lan:
+      _check(_is_number(lan.fidelity_budget) and lan.fidelity_budget >= 0,
+             'config.lan.fidelity_budget must be a number >= 0 (0: fixed '
+             'beta; > 0: the mean L_F to keep, beta adapted), got '
+             f'{_got(lan.fidelity_budget)}.')
+      _check(_is_number(lan.get('beta_learning_rate', 0.02))
+             and lan.get('beta_learning_rate', 0.02) > 0,
+             'config.lan.beta_learning_rate must be a number > 0, got '
+             f'{_got(lan.get("beta_learning_rate"))}.')
     if 'chunk_size' in lan:
       _check(_is_int(lan.chunk_size) and lan.chunk_size >= 0,
              'config.lan.chunk_size must be an int >= 0 (0: no chunking), '

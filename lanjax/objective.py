@@ -26,12 +26,12 @@ def lan_terms(
 ):
   r"""The two terms of the LAN objective, per example.
 
-  Returns ``(fidelity, coverage)``, each ``(B,)``:
+  Returns ``(fidelity_loss, mask_mean)``, each ``(B,)``:
 
   .. math::
-    \mathrm{fidelity}(x) = \frac{1}{K} \sum_{k=1}^K
+    \mathrm{fidelity\_loss}(x) = \frac{1}{K} \sum_{k=1}^K
         L_F(F(\tilde{x}_k), F(x)), \qquad
-    \mathrm{coverage}(x) = \overline{A(x)}
+    \mathrm{mask\_mean}(x) = \overline{A(x)}
 
   with :math:`\tilde{x}_k = A(x) \eta_k + (1 - A(x)) x` (eq. 2). F sees the
   ``K`` corrupted copies of the batch as one batch of ``B * K`` inputs,
@@ -93,9 +93,9 @@ def lan_terms(
     per_sample = losses(noise)  # (K, B)
   else:
     per_sample = _chunked(losses, noise, int(chunk_size), remat=remat)
-  fidelity = per_sample.mean(axis=0)
-  coverage = mask.reshape(mask.shape[0], -1).mean(axis=-1)
-  return fidelity, coverage
+  fidelity_loss = per_sample.mean(axis=0)
+  mask_mean = mask.reshape(mask.shape[0], -1).mean(axis=-1)
+  return fidelity_loss, mask_mean
 
 
 def _chunked(losses, noise, chunk_size, *, remat=True):
@@ -250,10 +250,10 @@ def lan_loss(
   if reduction not in ('mean', 'sum', 'none'):
     raise ValueError(
         f"Unknown reduction {reduction!r}; expected 'mean', 'sum' or 'none'.")
-  fidelity, coverage = lan_terms(
+  fidelity_loss, mask_mean = lan_terms(
       f, x, mask, noise, output_loss=output_loss, target=target,
       chunk_size=chunk_size, remat=remat)
-  per_example = fidelity - beta * coverage
+  per_example = fidelity_loss - beta * mask_mean
   if reduction == 'mean':
     return per_example.mean()
   if reduction == 'sum':

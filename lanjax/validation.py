@@ -175,8 +175,9 @@ def check_lan_setup(
     chunk_size: as in `lanjax.lan_loss`.
 
   Returns:
-    ``{'mask', 'noise', 'output', 'fidelity'}``: the `jax.ShapeDtypeStruct` of
-    A(x), the noise samples, F(x) and the per-example fidelity.
+    ``{'mask', 'noise', 'output', 'fidelity_loss'}``: the
+    `jax.ShapeDtypeStruct` of A(x), the noise samples, F(x) and the
+    per-example fidelity loss (the first term of eq. 3).
 
   Raises:
     ValueError describing the first mismatch found.
@@ -215,10 +216,10 @@ def check_lan_setup(
       eta = noise.sample(jax.random.key(0), x, num_samples)
     else:
       eta = noise
-    fidelity, _ = objective.lan_terms(
+    fidelity_loss, _ = objective.lan_terms(
         f, x, mask, eta, output_loss=output_loss, target=target,
         chunk_size=chunk_size)
     return {'mask': mask, 'noise': eta, 'output': target,
-            'fidelity': fidelity}
+            'fidelity_loss': fidelity_loss}
 
   return jax.eval_shape(run, x, noise)

@@ -174,7 +174,7 @@ def test_one_channel_mask_is_accepted():
       _f, lambda x: jnp.full((2, 4, 4, 1), 0.5), x, ConstantNoise(0.),
       num_samples=5)
   assert shapes['noise'].shape == (5, 2, 4, 4, 3)
-  assert shapes['fidelity'].shape == (2,)
+  assert shapes['fidelity_loss'].shape == (2,)
 
 
 def test_integer_mask_is_rejected():

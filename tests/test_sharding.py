@@ -15,11 +15,12 @@ import pytest
 from conftest import ROOT, subprocess_env
 
 _SCRIPT = textwrap.dedent('''
-    import json, sys, tempfile
+    import dataclasses, json, sys, tempfile
     import jax, jax.numpy as jnp, numpy as np
     from flax import nnx
     from configs import translated_mnist as cfg
     from lanjax import training
+    from lanjax.experiments import skeleton
     from lanjax.experiments import translated_mnist as tmx
 
     assert jax.device_count() == 8, jax.devices()
@@ -30,7 +31,8 @@ _SCRIPT = textwrap.dedent('''
     digits = jax.random.uniform(key, (256, 12, 12))
     labels = jax.random.randint(key, (256,), 0, 10)
     train = {'digits': digits, 'labels': labels}
-    place = tmx.placement(config, 'standard')
+    config.eval.num_examples = 16
+    task = tmx.make_task(config, {'train': train, 'test': train}, 'standard')
     seen = []  # (role, global shape, per-device shard shape, devices)
 
     def inspect(role, x):
@@ -42,18 +44,16 @@ _SCRIPT = textwrap.dedent('''
 
     def run(num_devices, workdir):
       mesh = training.make_mesh(num_devices)
-      f_graphdef, f_state = tmx._f_target_state(config)
-      f_apply = tmx.f_apply_fn(f_graphdef)
+      f_graphdef, f_state = skeleton.initial_state(task.make_f, config.f)
+      f_apply = skeleton.apply_fn(f_graphdef)
 
       def forward(model, x, key):
         inspect('f_train_batch', x)
         return model(x)
 
       f_state = training.fit(
-          training.classifier_update(
-              f_graphdef, tmx._tx(config.f.learning_rate),
-              tmx.f_batch_fn(config, place.allowed), mesh=mesh,
-              forward=forward),
+          skeleton.f_update(config, dataclasses.replace(task, f_forward=forward),
+                            f_graphdef, mesh),
           f_state, train, rng=jax.random.key(1), num_steps=3,
           workdir=workdir, name='f', log_every=3, checkpoint_every=3,
           mesh=mesh, tensorboard=False)
@@ -62,17 +62,17 @@ _SCRIPT = textwrap.dedent('''
         inspect('lan_f_input', x)
         return f_apply(params, x)
 
-      lan_graphdef, lan_state = tmx._lan_target_state(config)
+      lan_graphdef, lan_state = skeleton.initial_state(task.make_lan,
+                                                       config.lan)
       lan_init = [np.asarray(v).tolist()
                   for v in jax.tree.leaves(lan_state['params'])]
+      options = {**skeleton.lan_options(config.lan),
+                 'num_samples': num_samples}
       lan_state = training.fit(
           training.lan_update(
-              lan_graphdef, tmx._tx(config.lan.learning_rate), f_inspected,
-              tmx.lan_batch_fn(config, place.allowed), beta=config.lan.beta,
-              num_samples=num_samples, mesh=mesh),
-          lan_state, {**train, 'f_params': f_state['params'],
-                      'noise': tmx.make_noise(config, {'train': train},
-                                              place)},
+              lan_graphdef, skeleton.optimizer(config.lan), f_inspected,
+              task.lan_batch, mesh=mesh, **options),
+          lan_state, skeleton.lan_data(task, f_state['params']),
           rng=jax.random.key(2), num_steps=3, workdir=workdir, name='lan',
           log_every=3, checkpoint_every=3, mesh=mesh, tensorboard=False)
       leaves = lambda s: [np.asarray(v).tolist()

@@ -98,7 +98,7 @@ def test_lan_training_changes_only_a_and_logs(tmp_path):
   assert all(changed)
   lines = [json.loads(l) for l in open(tmp_path / 'run' / 'metrics_lan.jsonl')]
   assert [l['step'] for l in lines] == [3, 6]
-  assert {'loss', 'fidelity', 'mask_mean', 'steps_per_sec'} <= set(lines[0])
+  assert {'loss', 'fidelity_loss', 'mask_mean', 'steps_per_sec'} <= set(lines[0])
   assert os.path.isdir(tmp_path / 'run' / 'checkpoints' / 'lan' / '6')
 
 

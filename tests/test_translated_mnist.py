@@ -12,7 +12,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from lanjax.data import translated_mnist as tm
-from lanjax.experiments import translated_mnist as experiment
+from lanjax.experiments import skeleton
+from lanjax.experiments import translated_mnist
 from conftest import ROOT, load_config, subprocess_env
 
 
@@ -72,8 +73,9 @@ def test_quick_experiment_end_to_end_on_mock_data(tmp_path):
   config.eval.num_examples = 100
   config.eval.small_digit_examples = 20
   with tfds.testing.mock_data(num_examples=200):
-    experiment.train(config, str(tmp_path))
-    summary = experiment.evaluate(config, str(tmp_path))
+    skeleton.train(translated_mnist.EXPERIMENT, config, str(tmp_path))
+    summary = skeleton.evaluate(translated_mnist.EXPERIMENT, config,
+                                str(tmp_path))
   for domain in ('standard', 'corner'):
     d = tmp_path / domain
     for name in ('fig2_attention_maps.png', 'fig3_grid.png',
@@ -90,7 +92,8 @@ def test_quick_experiment_end_to_end_on_mock_data(tmp_path):
   config.f.init_from = str(tmp_path)
   config.domains = ('standard',)
   with tfds.testing.mock_data(num_examples=200):
-    experiment.train(config, str(tmp_path / 'explain'))
+    skeleton.train(translated_mnist.EXPERIMENT, config,
+                   str(tmp_path / 'explain'))
   assert not (tmp_path / 'explain' / 'standard' / 'checkpoints' / 'f').exists()
   explains = json.loads(
       (tmp_path / 'explain' / 'standard' / 'lan_explains.json').read_text())

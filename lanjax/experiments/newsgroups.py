@@ -26,20 +26,17 @@ relative to the other words, which saturation of the sigmoid preserves.
 
 from __future__ import annotations
 
-import functools
 import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-import optax
 from flax import nnx
 
 from lanjax import io
 from lanjax import metrics as metrics_lib
 from lanjax import noise as noise_lib
-from lanjax import training
+from lanjax.experiments import skeleton
 from lanjax.data import newsgroups as ng
 from lanjax.data import tfds_data
 from lanjax.models import DeepAveragingNetwork, LatentAttentionNetwork
@@ -114,32 +111,6 @@ def make_lan(config, vocab_size: int) -> LatentAttentionNetwork:
                                 rngs=nnx.Rngs(config.seed + 1))
 
 
-def f_apply_fn(f_graphdef):
-  """Eval-mode F: ``(params, x (B, V)) -> logits (B, 20)``."""
-  return lambda params, x: nnx.merge(f_graphdef, params)(x)
-
-
-def _f_target_state(config, vocab_size):
-  graphdef, params = nnx.split(make_f(config, vocab_size), nnx.Param)
-  return graphdef, training.init_state(params,
-                                       optax.adam(config.f.learning_rate))
-
-
-def _lan_target_state(config, vocab_size):
-  graphdef, params = nnx.split(make_lan(config, vocab_size), nnx.Param)
-  return graphdef, training.init_state(params,
-                                       optax.adam(config.lan.learning_rate))
-
-
-def f_checkpoint_dir(config, workdir):
-  """Where F's checkpoints are: this run's, or ``config.f.init_from``'s."""
-  return os.path.join(config.f.init_from or workdir, 'checkpoints', 'f')
-
-
-def _rngs(config):
-  return jax.random.split(jax.random.key(config.seed), 3)  # F, A, eval
-
-
 def _sample_docs(key, bow, labels, batch_size):
   idx = jax.random.randint(key, (batch_size,), 0, bow.num_docs)
   return ng.dense_batch(bow, idx), labels[idx]
@@ -176,75 +147,54 @@ def map_docs(fn, bow, *, chunk: int, extra=None):
 
 
 # ----------------------------------------------------------------------------
-# Training.
+# Data loaded once, and the task.
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Trains F on the documents, then A on the frozen F."""
+def load_data(config) -> dict:
+  """The corpus, its vocabulary and bags of words (`prepare`), loaded once."""
   corpus = load_corpus(config)
-  data = prepare(config, corpus)
-  vocab, bow, labels = data['vocab'], data['bow'], data['labels']
-  io.write_text(os.path.join(workdir, 'vocab.txt'), '\n'.join(vocab) + '\n')
-  print(f'20 Newsgroups: {bow["train"].num_docs} train / '
-        f'{bow["test"].num_docs} test documents (paper: '
-        f'{PAPER_NUM_DOCS["train"]} / {PAPER_NUM_DOCS["test"]}), vocabulary '
-        f'{len(vocab)} words incl. {ng.UNK}', flush=True)
-  mesh = training.make_mesh(config.num_devices or None)
-  f_key, lan_key, _ = _rngs(config)
-  train_data = {'bow': bow['train'], 'labels': jnp.asarray(labels['train'])}
+  return {**prepare(config, corpus), 'corpus': corpus}
 
-  # F on its task.
-  f_graphdef, f_state = _f_target_state(config, len(vocab))
-  f_apply = f_apply_fn(f_graphdef)
-  training.check_divisible(config.f.batch_size, mesh)
+
+def describe(config, data) -> str:
+  del config
+  bow, vocab = data['bow'], data['vocab']
+  return (f'20 Newsgroups: {bow["train"].num_docs} train / '
+          f'{bow["test"].num_docs} test documents (paper: '
+          f'{PAPER_NUM_DOCS["train"]} / {PAPER_NUM_DOCS["test"]}), vocabulary '
+          f'{len(vocab)} words incl. {ng.UNK}')
+
+
+def make_task(config, data) -> skeleton.Task:
+  """The DAN F on the documents and the LAN A on the frozen F."""
+  vocab, bow, labels = data['vocab'], data['bow'], data['labels']
+  test_bow = bow['test']
+  test_labels = jnp.asarray(labels['test'])
 
   def f_batch(d, key):
     x, y = _sample_docs(key, d['bow'], d['labels'], config.f.batch_size)
     return {'x': x, 'y': y}
 
-  test_bow = bow['test']
-  test_labels = jnp.asarray(labels['test'])
-
-  @jax.jit
-  def f_accuracy(params):
-    pred = map_docs(lambda x, i, _: jnp.argmax(f_apply(params, x), -1),
-                    test_bow, chunk=config.eval.chunk)
-    return (pred == test_labels).mean()
-
-  if config.f.init_from:  # explain an existing F: load it, don't train it
-    f_state, _ = training.load_state(f_checkpoint_dir(config, workdir),
-                                     f_state, what='F')
-  else:
-    f_state = training.fit(
-        training.classifier_update(
-            f_graphdef, optax.adam(config.f.learning_rate), f_batch,
-            mesh=mesh, forward=lambda model, x, key: model(x, dropout_key=key)),
-        f_state, train_data, rng=f_key, num_steps=config.f.num_steps,
-        workdir=workdir, name='f', log_every=config.log_every,
-        checkpoint_every=config.checkpoint_every, mesh=mesh,
-        eval_fn=lambda s: {'accuracy': f_accuracy(s['params'])},
-        eval_every=config.f.eval_every)
-
-  # A on the frozen F, as in lanjax/experiments/translated_mnist.py.
-  lan_graphdef, lan_state = _lan_target_state(config, len(vocab))
-  training.check_divisible(config.lan.batch_size, mesh)
-
   def lan_batch(d, key):
     return _sample_docs(key, d['bow'], d['labels'], config.lan.batch_size)[0]
 
-  training.fit(
-      training.lan_update(
-          lan_graphdef, optax.adam(config.lan.learning_rate), f_apply,
-          lan_batch, beta=config.lan.beta, num_samples=config.lan.num_samples,
-          chunk_size=config.lan.chunk_size or None, mesh=mesh),
-      lan_state, {**train_data, 'f_params': f_state['params'],
-                  'noise': make_noise(config)},
-      rng=lan_key, num_steps=config.lan.num_steps, workdir=workdir,
-      name='lan', log_every=config.log_every,
-      checkpoint_every=config.checkpoint_every, mesh=mesh)
-  io.write_json(os.path.join(workdir, 'lan_explains.json'), {
-      'f_checkpoint': f_checkpoint_dir(config, workdir),
-      'f_step': int(f_state['step'])})
+  def f_eval(f):
+    pred = map_docs(lambda x, i, _: jnp.argmax(f(x), -1), test_bow,
+                    chunk=config.eval.chunk)
+    return {'accuracy': (pred == test_labels).mean()}
+
+  return skeleton.Task(
+      name='', make_f=lambda: make_f(config, len(vocab)),
+      make_lan=lambda: make_lan(config, len(vocab)),
+      train_data={'bow': bow['train'], 'labels': jnp.asarray(labels['train'])},
+      f_batch=f_batch, lan_batch=lan_batch, noise=make_noise(config),
+      keys=tuple(jax.random.split(jax.random.key(config.seed), 3)),
+      f_forward=lambda model, x, key: model(x, dropout_key=key),
+      f_eval=f_eval)
+
+
+def tasks(config, data) -> list[skeleton.Task]:
+  return [make_task(config, data)]
 
 
 def make_noise(config):
@@ -305,22 +255,14 @@ def _order(scores, ids, valid):
                    jnp.take_along_axis(ids, perm, -1), -1)
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Tables 1-2, deletion curves and metrics.json for a trained work dir."""
-  corpus = load_corpus(config)
-  data = prepare(config, corpus)
+def evaluate_task(config, data, task, trained, workdir) -> dict:
+  """Tables 1-2, deletion curves and the metrics of a trained F and A."""
+  corpus = data['corpus']
   vocab, bow, labels = data['vocab'], data['bow'], data['labels']
+  io.write_text(os.path.join(workdir, 'vocab.txt'), '\n'.join(vocab) + '\n')
   v = len(vocab)
   k = config.eval.top_k
-  f_graphdef, f_target = _f_target_state(config, v)
-  lan_graphdef, lan_target = _lan_target_state(config, v)
-  f_state, f_step = training.load_state(
-      f_checkpoint_dir(config, workdir), f_target, what='F')
-  lan_state, lan_step = training.load_state(
-      os.path.join(workdir, 'checkpoints', 'lan'), lan_target,
-      what='the LAN A')
-  f = functools.partial(f_apply_fn(f_graphdef), f_state['params'])
-  a = lambda x: nnx.merge(lan_graphdef, lan_state['params'])(x)
+  f, a = trained.f, trained.a
 
   ratio, df = class_association(bow['train'], labels['train'], len(ng.GROUPS))
   strong = (ratio >= config.eval.association_ratio) & (
@@ -374,7 +316,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   n_del = min(config.eval.deletion_docs, test_bow.num_docs)
   del_bow = _subset(test_bow, n_del)
   steps = config.eval.deletion_steps
-  del_key = jax.random.fold_in(_rngs(config)[2], 1)
+  del_key = jax.random.fold_in(task.keys[2], 1)
 
   @jax.jit
   def deletion(bow_subset, key):
@@ -410,8 +352,6 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   n_docs = len(top_words)
   most_common = counted.most_common(k)
   m = {
-      'experiment': 'newsgroups',
-      'f_step': int(f_step), 'lan_step': int(lan_step),
       'num_documents': {s: int(b.num_docs) for s, b in bow.items()},
       'paper_num_documents': PAPER_NUM_DOCS,
       **_vocab_stats(corpus, vocab),
@@ -538,10 +478,6 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       labels=['LAN order (most important first)', 'random order',
               'gradient x input of F (reference)'])
 
-  curve = training.read_metric(os.path.join(workdir, 'metrics_f.jsonl'),
-                               'test_accuracy')
-  m['f_learning_curve'] = curve
-  io.write_json(os.path.join(workdir, 'metrics.json'), m)
   print(f'F test accuracy {m["f_test_accuracy"]:.4f}; top-{k} words in the '
         f'document {m["topk_in_document_share"]:.3f} (random words '
         f'{m["topk_in_document_share_random_words"]:.3f}); class-associated '
@@ -551,7 +487,6 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         f'AUC LAN {m["deletion"]["auc_lan_order"]:.3f} vs random '
         f'{m["deletion"]["auc_random_order"]:.3f} (gradient x input '
         f'{m["deletion"]["auc_gradient_x_input_order"]:.3f})', flush=True)
-  print('claims:', m['claims'], flush=True)
   return m
 
 
@@ -641,3 +576,8 @@ def _tables_markdown(rows, k) -> str:
     lines += ['## One document of every other class', '', *header,
               *map(line, others), '']
   return '\n'.join(lines)
+
+
+EXPERIMENT = skeleton.Experiment(
+    name='newsgroups', load_data=load_data, tasks=tasks,
+    evaluate=evaluate_task, describe=describe)

@@ -1,32 +1,31 @@
 """Translated MNIST (Grimm et al., section 5.1, Fig. 2 and 3a-d, appendix A).
 
-For each domain (``standard``: 12x12 digits anywhere on a 28x28 canvas;
-``corner``: never in the bottom-right 12x12 region), train the classifier F,
-then the LAN A on F with bootstrapped noise, then evaluate: figures and
-``metrics.json`` in ``workdir/<domain>/`` and a summary in ``workdir``.
+Two tasks, one per domain (``standard``: 12x12 digits anywhere on a 28x28
+canvas; ``corner``: never in the bottom-right 12x12 region): the classifier F,
+then the LAN A on F with bootstrapped noise (translated training digits).
+Evaluation writes figures and ``metrics.json`` in ``workdir/<domain>/`` and
+the claims in ``workdir/metrics.json``. Runs on `lanjax.experiments.skeleton`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-import optax
 from flax import nnx
 
-from lanjax import io
+from lanjax import corruption
 from lanjax import metrics as metrics_lib
 from lanjax import noise as noise_lib
 from lanjax import training
 from lanjax import validation
 from lanjax.data import tfds_data
 from lanjax.data import translated_mnist as tm
+from lanjax.experiments import skeleton
 from lanjax.models import ConvClassifier, LatentAttentionNetwork
 
 DOMAINS = ('standard', 'corner')
@@ -91,8 +90,31 @@ def digits(config, mnist) -> dict[str, Any]:
       'labels': jnp.asarray(v['labels'])} for split, v in mnist.items()}
 
 
+def load_data(config) -> dict[str, Any]:
+  """The experiment's data, loaded once: `digits` of MNIST."""
+  return digits(config, load_mnist(config))
+
+
+def synthetic_data(config, num_train: int = 60_000, num_test: int = 1_000):
+  """Random digits of MNIST's size and layout (`load_data`'s), for benchmarks."""
+  key = jax.random.key(0)
+  s, t = config.data.digit_size, config.data.small_digit_size
+  split = lambda n: {'digits': jax.random.uniform(key, (n, s, s)),
+                     'small': jax.random.uniform(key, (n, t, t)),
+                     'labels': jax.random.randint(key, (n,), 0, 10)}
+  return {'train': split(num_train), 'test': split(num_test)}
+
+
+def test_set(config, data, domain, key):
+  """A fixed translated test set: ``{'x', 'y', 'corner'}`` (same every call)."""
+  n = min(config.eval.num_examples, data['test']['digits'].shape[0])
+  x, corner = tm.sample(key, data['test']['digits'][:n],
+                        placement(config, domain).allowed, config.data.canvas)
+  return {'x': x, 'y': data['test']['labels'][:n], 'corner': corner}
+
+
 # ----------------------------------------------------------------------------
-# Networks.
+# Networks and tasks.
 
 
 def make_f(config) -> ConvClassifier:
@@ -109,140 +131,11 @@ def make_lan(config) -> LatentAttentionNetwork:
                                 rngs=nnx.Rngs(config.seed + 1))
 
 
-def f_apply_fn(f_graphdef):
-  return lambda params, x: nnx.merge(f_graphdef, params)(x)
-
-
-def _tx(learning_rate):
-  return optax.adam(learning_rate)
-
-
-def _rngs(config, domain):
+def task_keys(config, domain):
+  """``(f_key, lan_key, eval_key)`` of a domain."""
   root = jax.random.key(config.seed)
-  domain_key = jax.random.fold_in(root, DOMAINS.index(domain))
-  f_key, lan_key, eval_key = jax.random.split(domain_key, 3)
-  return f_key, lan_key, eval_key
-
-
-def _f_target_state(config):
-  f = make_f(config)
-  graphdef, params = nnx.split(f, nnx.Param)
-  return graphdef, training.init_state(params, _tx(config.f.learning_rate))
-
-
-def _lan_target_state(config):
-  a = make_lan(config)
-  graphdef, params = nnx.split(a, nnx.Param)
-  return graphdef, training.init_state(params, _tx(config.lan.learning_rate))
-
-
-# ----------------------------------------------------------------------------
-# Training.
-
-
-def f_checkpoint_dir(config, workdir, domain):
-  """Where F's checkpoints are: this run's, or ``config.f.init_from``'s."""
-  root = (os.path.join(config.f.init_from, domain) if config.f.init_from
-          else workdir)
-  return os.path.join(root, 'checkpoints', 'f')
-
-
-def test_set(config, data, domain, key):
-  """A fixed translated test set: ``{'x', 'y', 'corner'}`` (same every call)."""
-  n = min(config.eval.num_examples, data['test']['digits'].shape[0])
-  x, corner = tm.sample(key, data['test']['digits'][:n],
-                        placement(config, domain).allowed, config.data.canvas)
-  return {'x': x, 'y': data['test']['labels'][:n], 'corner': corner}
-
-
-def f_batch_fn(config, allowed):
-  """``f_batch(digits, key) -> {'x', 'y'}``: F's training batch, made in-step."""
-  def f_batch(d, key):
-    b = tm.sample_batch(key, d['digits'], d['labels'], config.f.batch_size,
-                        allowed, config.data.canvas)
-    return {'x': b['x'], 'y': b['y']}
-  return f_batch
-
-
-def lan_batch_fn(config, allowed):
-  """``lan_batch(digits, key) -> x``: A's training batch, made in-step."""
-  def lan_batch(d, key):
-    return tm.sample_batch(key, d['digits'], d['labels'],
-                           config.lan.batch_size, allowed,
-                           config.data.canvas)['x']
-  return lan_batch
-
-
-def f_update(config, f_graphdef, allowed, mesh=None):
-  """F's training step (`training.classifier_update`) on translated digits."""
-  return training.classifier_update(
-      f_graphdef, _tx(config.f.learning_rate), f_batch_fn(config, allowed),
-      mesh=mesh)
-
-
-def lan_update(config, f_graphdef, lan_graphdef, allowed, mesh=None):
-  """A's training step (`training.lan_update`) on the frozen F.
-
-  Its data must hold the training digits, ``'f_params'`` and ``'noise'``.
-  """
-  return training.lan_update(
-      lan_graphdef, _tx(config.lan.learning_rate), f_apply_fn(f_graphdef),
-      lan_batch_fn(config, allowed), beta=config.lan.beta,
-      num_samples=config.lan.num_samples,
-      chunk_size=config.lan.chunk_size or None,
-      chunk_memory=int(config.lan.get('chunk_memory_mb', 0) * 2 ** 20) or None,
-      cpu_max_inputs=config.lan.get('cpu_max_inputs', 1024) or None,
-      mesh=mesh)
-
-
-def train_domain(config, workdir, data, domain, mesh=None):
-  """Trains F, then A, for one domain; returns their final states."""
-  f_key, lan_key, eval_key = _rngs(config, domain)
-  place = placement(config, domain)
-  allowed = place.allowed
-  test = test_set(config, data, domain, eval_key)
-  train_digits = {'digits': data['train']['digits'],
-                  'labels': data['train']['labels']}
-
-  # F on its task.
-  f_graphdef, f_state = _f_target_state(config)
-  f_apply = f_apply_fn(f_graphdef)
-  training.check_divisible(config.f.batch_size, mesh)
-
-  @jax.jit
-  def f_accuracy(params, x, y):
-    return (jnp.argmax(f_apply(params, x), -1) == y).mean()
-
-  if config.f.init_from:  # explain an existing F: load it, don't train it
-    f_state, _ = training.load_state(
-        f_checkpoint_dir(config, workdir, domain), f_state, what='F')
-  else:
-    f_state = training.fit(
-        f_update(config, f_graphdef, allowed, mesh=mesh),
-        f_state, train_digits, rng=f_key, num_steps=config.f.num_steps,
-        workdir=workdir, name='f', log_every=config.log_every,
-        checkpoint_every=config.checkpoint_every, mesh=mesh,
-        eval_fn=lambda s: {'accuracy': f_accuracy(s['params'], test['x'],
-                                                  test['y'])},
-        eval_every=config.f.eval_every)
-
-  # A on the frozen F.
-  lan_graphdef, lan_state = _lan_target_state(config)
-  training.check_divisible(config.lan.batch_size, mesh)
-  noise = make_noise(config, data, place)
-
-  lan_state = training.fit(
-      lan_update(config, f_graphdef, lan_graphdef, allowed, mesh=mesh),
-      lan_state, {**train_digits, 'f_params': f_state['params'],
-                  'noise': noise},
-      rng=lan_key, num_steps=config.lan.num_steps, workdir=workdir,
-      name='lan', log_every=config.log_every,
-      checkpoint_every=config.checkpoint_every, mesh=mesh)
-  io.write_json(os.path.join(workdir, 'lan_explains.json'), {
-      'f_checkpoint': os.path.abspath(f_checkpoint_dir(config, workdir,
-                                                       domain)),
-      'f_step': int(f_state['step']), 'domain': domain})
-  return f_state, lan_state
+  return tuple(jax.random.split(
+      jax.random.fold_in(root, DOMAINS.index(domain)), 3))
 
 
 def make_noise(config, data, place):
@@ -253,13 +146,36 @@ def make_noise(config, data, place):
   return noise_lib.make_noise(config.lan.noise, value=config.lan.noise_value)
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Trains F and A for every configured domain."""
-  data = digits(config, load_mnist(config))
-  mesh = training.make_mesh(config.num_devices or None)
-  for domain in config.domains:
-    print(f'=== translated MNIST, domain {domain!r} ===', flush=True)
-    train_domain(config, os.path.join(workdir, domain), data, domain, mesh)
+def make_task(config, data, domain: str) -> skeleton.Task:
+  """F and A of one domain, and what training them reads."""
+  place = placement(config, domain)
+  allowed, canvas = place.allowed, config.data.canvas
+  keys = task_keys(config, domain)
+  test = test_set(config, data, domain, keys[2])
+
+  def f_batch(d, key):
+    b = tm.sample_batch(key, d['digits'], d['labels'], config.f.batch_size,
+                        allowed, canvas)
+    return {'x': b['x'], 'y': b['y']}
+
+  def lan_batch(d, key):
+    return tm.sample_batch(key, d['digits'], d['labels'],
+                           config.lan.batch_size, allowed, canvas)['x']
+
+  def f_eval(f):
+    return {'accuracy': (jnp.argmax(f(test['x']), -1) == test['y']).mean()}
+
+  return skeleton.Task(
+      name=domain, make_f=lambda: make_f(config),
+      make_lan=lambda: make_lan(config),
+      train_data={'digits': data['train']['digits'],
+                  'labels': data['train']['labels']},
+      f_batch=f_batch, lan_batch=lan_batch,
+      noise=make_noise(config, data, place), keys=keys, f_eval=f_eval)
+
+
+def tasks(config, data) -> list[skeleton.Task]:
+  return [make_task(config, data, domain) for domain in config.domains]
 
 
 # ----------------------------------------------------------------------------
@@ -287,21 +203,12 @@ def small_digit_accuracy(f_apply, f_params, small_digits, labels, canvas):
   return out.at[grid[:, 0], grid[:, 1]].set(acc)
 
 
-def evaluate_domain(config, workdir, data, domain) -> dict:
-  """Figures and metrics for one trained domain; returns the metrics."""
+def evaluate_task(config, data, task, trained, workdir) -> dict:
+  """Figures and metrics of one trained domain; returns the metrics."""
   from lanjax.experiments import figures  # pylint: disable=g-import-not-at-top
-  _, _, eval_key = _rngs(config, domain)
+  domain, eval_key = task.name, task.keys[2]
   canvas, size = config.data.canvas, config.data.digit_size
-  f_graphdef, f_target = _f_target_state(config)
-  lan_graphdef, lan_target = _lan_target_state(config)
-  f_state, f_step = training.load_state(
-      f_checkpoint_dir(config, workdir, domain), f_target, what='F')
-  lan_state, lan_step = training.load_state(
-      os.path.join(workdir, 'checkpoints', 'lan'), lan_target, what='the LAN A')
-  f_apply = f_apply_fn(f_graphdef)
-  f = functools.partial(f_apply, f_state['params'])
-  a = lambda x: nnx.merge(lan_graphdef, lan_state['params'])(x)
-  place = placement(config, domain)
+  f, a = trained.f, trained.a
   test = test_set(config, data, domain, eval_key)
   noise_key, perm_key, corner_key = jax.random.split(
       jax.random.fold_in(eval_key, 1), 3)
@@ -312,15 +219,15 @@ def evaluate_domain(config, workdir, data, domain) -> dict:
     mask = a(x)
     imp = metrics_lib.importance(mask)
     box = metrics_lib.box_region(corner, size, (canvas, canvas))[..., None]
-    # Fidelity: F's agreement with F(x) under fresh bootstrapped noise, for
-    # the LAN mask and for the same mask with its pixels randomly permuted
-    # (same amount of corruption, placed without knowledge of F).
+    # Agreement of argmax F(x~) with argmax F(x) under fresh noise, for the
+    # LAN mask and for the same mask with its pixels randomly permuted (same
+    # amount of corruption, placed without knowledge of F).
     eta = noise.sample(noise_key, x, 1)[0]
-    x_lan = mask * eta + (1 - mask) * x
+    x_lan = corruption.corrupt(x, mask, eta)
     flat = mask.reshape(mask.shape[0], -1)
     perm = jax.vmap(jax.random.permutation)(
         jax.random.split(perm_key, flat.shape[0]), flat).reshape(mask.shape)
-    x_rand = perm * eta + (1 - perm) * x
+    x_rand = corruption.corrupt(x, perm, eta)
     return {
         'correct': (jnp.argmax(logits, -1) == y).astype(jnp.float32),
         'importance': imp,
@@ -331,15 +238,14 @@ def evaluate_domain(config, workdir, data, domain) -> dict:
         'mask_mean': flat.mean(-1),
     }
 
-  stats = mask_stats(test['x'], test['y'], test['corner'],
-                     make_noise(config, data, place))
+  stats = mask_stats(test['x'], test['y'], test['corner'], task.noise)
   mean_imp = stats['importance'].mean(0)  # the constant grid, Fig. 3a
   specific = stats['importance'] - mean_imp
   pointing = metrics_lib.pointing_game(specific, stats['box'])
   pointing_plain = metrics_lib.pointing_game(stats['importance'], stats['box'])
 
   acc_map = small_digit_accuracy(
-      f_apply, f_state['params'],
+      trained.f_apply, trained.f_params,
       data['test']['small'][:config.eval.small_digit_examples],
       data['test']['labels'][:config.eval.small_digit_examples], canvas)
   acc_map = np.asarray(acc_map)
@@ -353,15 +259,14 @@ def evaluate_domain(config, workdir, data, domain) -> dict:
 
   m = {
       'domain': domain,
-      'f_step': int(f_step), 'lan_step': int(lan_step),
       'num_test_examples': int(test['x'].shape[0]),
       'f_test_accuracy': float(stats['correct'].mean()),
       'importance_mass_in_box': float(stats['mass_in_box'].mean()),
       'box_area_share': size * size / canvas ** 2,
       'pointing_game_specific': float(pointing.mean()),
       'pointing_game_plain': float(pointing_plain.mean()),
-      'fidelity_lan_mask': float(stats['agreement_lan'].mean()),
-      'fidelity_random_mask_same_mean': float(
+      'agreement_lan_mask': float(stats['agreement_lan'].mean()),
+      'agreement_random_mask_same_mean': float(
           stats['agreement_random_mask'].mean()),
       'mask_mean': float(stats['mask_mean'].mean()),
       'beta': float(config.lan.beta),
@@ -377,10 +282,11 @@ def evaluate_domain(config, workdir, data, domain) -> dict:
                                     'importance minus the test-set mean map '
                                     'lies in the box (ties: fraction of tied '
                                     'maxima inside)',
-          'fidelity_lan_mask': 'agreement of argmax F(x~) with argmax F(x), '
-                               'one fresh bootstrap noise sample per image',
-          'fidelity_random_mask_same_mean': 'same, with the mask pixels '
-                                            'randomly permuted per image',
+          'agreement_lan_mask': 'agreement of argmax F(x~) with argmax '
+                                'F(x), x~ corrupted by eq. (2) with the LAN '
+                                'mask and one fresh noise sample per image',
+          'agreement_random_mask_same_mean': 'same, with the mask pixels '
+                                             'randomly permuted per image',
           'small_digit_norm_accuracy_border': 'normalised accuracy of 7x7 '
                                               'digits centred on the outer '
                                               f'{config.eval.border_width} '
@@ -414,10 +320,8 @@ def evaluate_domain(config, workdir, data, domain) -> dict:
       'grid_importance_elsewhere': float(grid[~in_corner].mean()),
   })
 
-  # Learning curve of F (test accuracy) from the run's JSON-lines log.
-  curve = training.read_metric(os.path.join(workdir, 'metrics_f.jsonl'),
-                               'test_accuracy')
-  m['f_learning_curve'] = curve
+  curve = training.read_metric(
+      os.path.join(workdir, 'metrics_f.jsonl'), 'test_accuracy')
 
   n_fig = config.eval.num_figure_examples
   figures.attention_pairs(
@@ -440,19 +344,17 @@ def evaluate_domain(config, workdir, data, domain) -> dict:
     figures.curve(np.asarray(curve), os.path.join(workdir, 'f_learning_curve.png'),
                   title=f'F test accuracy ({domain})', xlabel='step',
                   ylabel='test accuracy')
-  io.write_json(os.path.join(workdir, 'metrics.json'), m)
-  return m, {'grid': grid, 'small_digit_accuracy': norm_acc}
+  np.savez(os.path.join(workdir, 'maps.npz'), grid=grid,
+           small_digit_accuracy=norm_acc)
+  return m
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Evaluates every configured domain; writes ``workdir/metrics.json``."""
-  data = digits(config, load_mnist(config))
+
+
+def summarize(config, results, workdir) -> dict:
+  """Fig. 3a-d in one row, as the paper lays it out, and the claims."""
   from lanjax.experiments import figures  # pylint: disable=g-import-not-at-top
-  results, maps = {}, {}
-  for domain in config.domains:
-    results[domain], maps[domain] = evaluate_domain(
-        config, os.path.join(workdir, domain), data, domain)
-  # Fig. 3a-d in one row, as the paper lays it out.
+  maps = {d: np.load(os.path.join(workdir, d, 'maps.npz')) for d in results}
   c0 = config.data.canvas - config.data.corner_size
   box = lambda d: (c0, c0, config.data.corner_size) if d == 'corner' else None
   s = config.data.small_digit_size
@@ -463,7 +365,17 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           f'mean attention ({d})', f'norm. accuracy, {s}x{s} digits ({d})')],
       boxes=[box(d) for d in maps for _ in range(2)],
       vmins=[None, 0.0] * len(maps), vmaxs=[None, 1.0] * len(maps))
-  summary = {'experiment': 'translated_mnist', 'domains': results}
+  for domain, m in results.items():
+    print(f'[{domain}] F test accuracy {m["f_test_accuracy"]:.4f}; importance '
+          f'in box {m["importance_mass_in_box"]:.3f} (box area '
+          f'{m["box_area_share"]:.3f}); pointing game '
+          f'{m["pointing_game_specific"]:.3f}; agreement LAN '
+          f'{m["agreement_lan_mask"]:.3f} vs random '
+          f'{m["agreement_random_mask_same_mean"]:.3f} at mean mask '
+          f'{m["mask_mean"]:.3f}; corner accuracy '
+          f'{m["accuracy_digits_in_corner"]:.3f} vs elsewhere '
+          f'{m["accuracy_digits_elsewhere"]:.3f}', flush=True)
+  summary = {}
   if 'standard' in results and 'corner' in results:
     s, c = results['standard'], results['corner']
     summary['claims'] = {
@@ -478,17 +390,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         'corner_grid_importance_drops_when_excluded':
             c['grid_importance_in_corner'] < c['grid_importance_elsewhere'],
     }
-  io.write_json(os.path.join(workdir, 'metrics.json'), summary)
-  for domain, m in results.items():
-    print(f'[{domain}] F test accuracy {m["f_test_accuracy"]:.4f}; importance '
-          f'in box {m["importance_mass_in_box"]:.3f} (box area '
-          f'{m["box_area_share"]:.3f}); pointing game '
-          f'{m["pointing_game_specific"]:.3f}; fidelity LAN '
-          f'{m["fidelity_lan_mask"]:.3f} vs random '
-          f'{m["fidelity_random_mask_same_mean"]:.3f} at mean mask '
-          f'{m["mask_mean"]:.3f}; corner accuracy '
-          f'{m["accuracy_digits_in_corner"]:.3f} vs elsewhere '
-          f'{m["accuracy_digits_elsewhere"]:.3f}', flush=True)
-  if 'claims' in summary:
-    print('claims:', summary['claims'], flush=True)
   return summary
+
+
+EXPERIMENT = skeleton.Experiment(
+    name='translated_mnist', load_data=load_data, tasks=tasks,
+    evaluate=evaluate_task, summarize=summarize,
+    synthetic_data=synthetic_data)

@@ -21,10 +21,21 @@ from lanjax.training.xla import platform_of
 State = dict  # {'step': int32 scalar, 'params': pytree, 'opt_state': pytree}
 
 
-def init_state(params, tx: optax.GradientTransformation) -> State:
-  """The training state for ``params`` optimised with ``tx``."""
-  return {'step': jnp.zeros((), jnp.int32), 'params': params,
-          'opt_state': tx.init(params)}
+def init_state(params, tx: optax.GradientTransformation, *,
+               beta: Optional[float] = None) -> State:
+  """The training state for ``params`` optimised with ``tx``.
+
+  With ``beta``, the state also holds ``'log_beta'``, the LAN objective's
+  weight that `lan_update` adapts to a fidelity budget.
+  """
+  state = {'step': jnp.zeros((), jnp.int32), 'params': params,
+           'opt_state': tx.init(params)}
+  if beta is not None:
+    if not beta > 0:
+      raise ValueError(f'beta must be > 0 to be adapted in log space, got '
+                       f'{beta!r}.')
+    state['log_beta'] = jnp.log(jnp.asarray(beta, jnp.float32))
+  return state
 
 
 def apply_gradients(state: State, grads, loss, tx) -> tuple[State, Any]:
@@ -38,6 +49,7 @@ def apply_gradients(state: State, grads, loss, tx) -> tuple[State, Any]:
       [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
   keep = lambda new, old: jnp.where(finite, new, old)
   new_state = {
+      **state,
       'step': state['step'] + 1,
       'params': jax.tree.map(keep, params, state['params']),
       'opt_state': jax.tree.map(keep, opt_state, state['opt_state']),
@@ -46,8 +58,11 @@ def apply_gradients(state: State, grads, loss, tx) -> tuple[State, Any]:
 
 
 def classifier_update(graphdef, tx, batch_fn: Callable, *, mesh=None,
-                      forward: Optional[Callable] = None):
-  """Builds the update that trains a classifier F on its labels.
+                      forward: Optional[Callable] = None,
+                      loss: Optional[Callable] = None):
+  """Builds the update that trains F on its task: a classifier on its labels
+  by default, or any F with its own per-example ``loss`` (an autoencoder's
+  reconstruction error).
 
   Args:
     graphdef: F's NNX graph definition (`nnx.split`).
@@ -57,31 +72,34 @@ def classifier_update(graphdef, tx, batch_fn: Callable, *, mesh=None,
     mesh: optional device mesh; the batch is sharded over its ``data`` axis.
     forward: ``forward(model, x, key) -> logits`` for models that need a key
       in training (dropout); defaults to ``model(x)``.
+    loss: ``loss(output, batch) -> (B,)``, F's loss per example; defaults to
+      the softmax cross-entropy of the logits with the integer labels
+      ``batch['y']`` (and then the metrics include the batch accuracy).
 
   Returns:
     ``update(state, data, key) -> (state, metrics)``.
   """
   forward = forward or (lambda model, x, key: model(x))
+  classify = loss is None
+  if classify:
+    loss = lambda logits, batch: (
+        optax.softmax_cross_entropy_with_integer_labels(logits, batch['y']))
 
   def update(state, data, key):
     data_key, model_key = jax.random.split(key)
     batch = shard_batch(batch_fn(data, data_key), mesh)
 
     def loss_fn(params):
-      logits = forward(nnx.merge(graphdef, params), batch['x'], model_key)
-      loss = optax.softmax_cross_entropy_with_integer_labels(
-          logits, batch['y']).mean()
-      return loss, logits
+      out = forward(nnx.merge(graphdef, params), batch['x'], model_key)
+      return loss(out, batch).mean(), out
 
-    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+    (value, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state['params'])
-    state, finite = apply_gradients(state, grads, loss, tx)
-    metrics = {
-        'loss': loss,
-        'accuracy': (jnp.argmax(logits, -1) == batch['y']).mean(),
-        'grad_norm': optax.tree.norm(grads),
-        'finite': finite,
-    }
+    state, finite = apply_gradients(state, grads, value, tx)
+    metrics = {'loss': value, 'grad_norm': optax.tree.norm(grads),
+               'finite': finite}
+    if classify:
+      metrics['accuracy'] = (jnp.argmax(out, -1) == batch['y']).mean()
     return state, metrics
 
   return update
@@ -92,8 +110,31 @@ def lan_update(graphdef, tx, f_apply: Callable, batch_fn: Callable, *,
                output_loss: Callable = losses_lib.softmax_cross_entropy,
                chunk_size: Optional[int] = None,
                chunk_memory: Optional[int] = None,
-               cpu_max_inputs: Optional[int] = 1024, mesh=None):
-  """Builds the update that trains the LAN A with F frozen (eq. 3).
+               cpu_max_inputs: Optional[int] = 1024, mesh=None,
+               fidelity_budget: Optional[float] = None,
+               beta_learning_rate: float = 0.02):
+  r"""Builds the update that trains the LAN A with F frozen (eq. 3).
+
+  Two modes. Fixed beta (the paper's): minimise
+  ``E[L_F(F(x~), F(x))] - beta * mean(A(x))``. Fidelity budget: the user
+  states how much fidelity may be lost, ``E[L_F(F(x~), F(x)) - L_F(F(x),
+  F(x))] <= fidelity_budget`` (L_F's excess over its value without
+  corruption: for the softmax cross-entropy, the KL divergence of F's
+  prediction on x~ from its prediction on x; for the squared error, the
+  error itself), and beta is the multiplier of that constraint, adapted by dual ascent after every
+  step (the Lagrangian of "corrupt as much as possible subject to the
+  budget", divided by the multiplier):
+
+  .. math::
+    \log\beta \leftarrow \log\beta + \eta\,
+        \mathrm{clip}((\epsilon - \overline{\Delta L_F}) / \epsilon, -1, 1)
+
+  so beta grows (A corrupts more) while the fidelity loss is under the
+  budget and shrinks when it is over. The state must then hold
+  ``'log_beta'`` (`init_state` with ``beta=`` the starting value); beta is
+  logged every step as ``'beta'``. This removes the guesswork of choosing
+  beta for a new F, whose L_F has its own scale (the paper's betas span
+  0.0005 to 50).
 
   Args:
     graphdef: A's NNX graph definition.
@@ -114,6 +155,11 @@ def lan_update(graphdef, tx, f_apply: Callable, batch_fn: Callable, *,
       to 2x more (benchmarks/results.md). None or 0: never; ignored on GPU
       and TPU, which want the largest batch.
     mesh: optional device mesh for the batch.
+    fidelity_budget: None for a fixed ``beta``; else the budget ``epsilon``
+      (> 0) of the mean excess fidelity loss, and ``beta`` is adapted from
+      the state's ``'log_beta'`` (logged with the excess as
+      ``'fidelity_excess'``).
+    beta_learning_rate: ``eta``, the dual-ascent step on ``log beta``.
 
   ``data`` must hold ``'f_params'`` (F's parameters) and ``'noise'`` (a
   `lanjax.noise` distribution) besides what ``batch_fn`` reads.
@@ -122,7 +168,18 @@ def lan_update(graphdef, tx, f_apply: Callable, batch_fn: Callable, *,
     ``update(state, data, key) -> (state, metrics)``.
   """
 
+  if fidelity_budget is not None and not fidelity_budget > 0:
+    raise ValueError(
+        f'fidelity_budget must be > 0 (the mean L_F to keep) or None for a '
+        f'fixed beta, got {fidelity_budget!r}.')
+
   def update(state, data, key):
+    adaptive = fidelity_budget is not None
+    if adaptive and 'log_beta' not in state:
+      raise ValueError(
+          'lan_update(fidelity_budget=...) adapts beta, so the state must '
+          "hold 'log_beta': build it with init_state(params, tx, beta=...).")
+    b = jnp.exp(state['log_beta']) if adaptive else beta
     data_key, noise_key = jax.random.split(key)
     x = shard_batch(batch_fn(data, data_key), mesh)
     # (K, B, ...): sharded along B like the batch, so that each device draws
@@ -143,17 +200,27 @@ def lan_update(graphdef, tx, f_apply: Callable, batch_fn: Callable, *,
 
     def loss_fn(params):
       mask = nnx.merge(graphdef, params)(x)
-      fidelity, coverage = objective.lan_terms(
+      fidelity_loss, mask_mean = objective.lan_terms(
           f, x, mask, noise, output_loss=output_loss, target=target,
           chunk_size=chunk, remat=remat)
-      loss = (fidelity - beta * coverage).mean()
-      return loss, (fidelity.mean(), coverage.mean())
+      loss = (fidelity_loss - b * mask_mean).mean()
+      return loss, (fidelity_loss.mean(), mask_mean.mean())
 
-    (loss, (fidelity, coverage)), grads = jax.value_and_grad(
+    (loss, (fidelity_loss, mask_mean)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state['params'])
     state, finite = apply_gradients(state, grads, loss, tx)
-    metrics = {'loss': loss, 'fidelity': fidelity, 'mask_mean': coverage,
+    metrics = {'loss': loss, 'fidelity_loss': fidelity_loss,
+               'mask_mean': mask_mean,
                'grad_norm': optax.tree.norm(grads), 'finite': finite}
+    if adaptive:
+      excess = fidelity_loss - output_loss(target, target).mean()
+      step = beta_learning_rate * jnp.clip(
+          (fidelity_budget - excess) / fidelity_budget, -1.0, 1.0)
+      new_log_beta = jnp.clip(state['log_beta'] + jax.lax.stop_gradient(step),
+                              -20.0, 20.0)
+      state['log_beta'] = jnp.where(finite > 0, new_log_beta,
+                                    state['log_beta'])
+      metrics['beta'], metrics['fidelity_excess'] = b, excess
     return state, metrics
 
   return update

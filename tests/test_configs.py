@@ -1,0 +1,77 @@
+"""Every config accepts every override the README documents, and validates."""
+
+import re
+
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from conftest import ROOT, load_config
+from lanjax import config as config_lib
+
+CONFIGS = sorted(p.stem for p in (ROOT / 'configs').glob('*.py')
+                 if not p.stem.startswith('_'))
+VARIANTS = (None, 'quick', 'paper')
+
+
+def documented_overrides() -> list[str]:
+  """``--config.a.b=value`` flags of the README (placeholders made concrete)."""
+  text = (ROOT / 'README.md').read_text()
+  found = sorted(set(re.findall(r'--config\.[a-z_][a-z_.]*=[^\s`\'")]+', text)))
+  concrete = {'N': '4', 'M': '256'}
+  return [re.sub(r'=(N|M)$', lambda m: '=' + concrete[m.group(1)], f)
+          for f in found]
+
+
+def parse(name, variant, overrides):
+  spec = str(ROOT / 'configs' / f'{name}.py') + (f':{variant}' if variant
+                                                   else '')
+  argv = ['prog', f'--config={spec}', *overrides]
+  fv = flags.FlagValues()
+  # The override flags are defined from the command line, as the CLIs do.
+  config_flags.DEFINE_config_file('config', spec, flag_values=fv,
+                                  lock_config=True, sys_argv=argv)
+  fv(argv)
+  return fv.config
+
+
+def test_the_readme_documents_overrides():
+  flags_ = documented_overrides()
+  # The fields the README promises for every experiment.
+  for field in ('lan.beta', 'lan.num_samples', 'distributed',
+                'lan.chunk_memory_mb', 'lan.chunk_size', 'data.data_dir'):
+    assert any(f.startswith(f'--config.{field}=') for f in flags_), field
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+@pytest.mark.parametrize('name', CONFIGS)
+def test_every_documented_override_parses_for_every_config(name, variant):
+  overrides = documented_overrides()
+  config = parse(name, variant, overrides)
+  for flag in overrides:
+    path, value = flag[len('--config.'):].split('=', 1)
+    node = config
+    for key in path.split('.'):
+      node = node[key]
+    assert str(node).lower() == value.lower() or (
+        isinstance(node, float) and node == float(value)), flag
+  config.unlock()
+  config.distributed = False  # validate() needs no multi-host here
+  config_lib.validate(config)
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_every_config_extends_the_base_config(name):
+  base = config_lib.base_config(name)
+  config = load_config(name)
+
+  def paths(node, prefix=''):
+    for k, v in node.items():
+      if hasattr(v, 'items'):
+        yield from paths(v, f'{prefix}{k}.')
+      else:
+        yield f'{prefix}{k}'
+
+  missing = set(paths(base)) - set(paths(config))
+  assert not missing, f'configs/{name}.py lacks {sorted(missing)}'
+  assert config.experiment == name
