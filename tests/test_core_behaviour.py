@@ -195,6 +195,26 @@ def test_mask_with_one_example_for_a_batch_is_refused():
     objective.lan_terms(f, x, mask, eta, chunk_size=0)
 
 
+def test_chunk_loop_and_remat_in_the_traced_program():
+  # Values are the same chunked or not; the program must differ as asked.
+  f, x, mask, eta = _problem(k=4)
+
+  def jaxpr(**kw):  # the forward pass: jax.checkpoint shows as remat
+    loss = lambda m: lanjax.lan_loss(f, x, m, eta, beta=1.0, **kw)
+    return str(jax.make_jaxpr(loss)(mask))
+
+  for whole in (jaxpr(), jaxpr(chunk_size=4), jaxpr(chunk_size=9)):
+    assert 'scan' not in whole and 'remat' not in whole
+  remat = jaxpr(chunk_size=2)  # remat by default, with CSE allowed
+  assert 'scan' in remat and 'remat' in remat
+  assert 'prevent_cse=False' in remat
+  kept = jaxpr(chunk_size=2, remat=False)
+  assert 'scan' in kept and 'remat' not in kept
+  terms = jax.make_jaxpr(lambda m: objective.lan_terms(
+      f, x, m, eta, chunk_size=2))(mask)
+  assert 'remat' in str(terms)
+
+
 def test_evaluation_bytes_counts_values_once_and_doubles_for_backward():
   x = jax.ShapeDtypeStruct((2, 4), jnp.float32)  # 32 bytes
   double = lambda z: z * 2.0  # one value of x's size
@@ -228,6 +248,10 @@ def test_importance_and_zero_mass_fallback():
   score = score.at[1, 0, 1].set(8.0)  # 10 of 16 inside
   np.testing.assert_allclose(metrics.mass_in_region(score, region),
                              [0.25, 10 / 16], rtol=1e-6)
+  # Less than unit mass in total is a share of that total.
+  small = jnp.zeros((1, 4, 4)).at[0, 0, 0].set(0.125).at[0, 3, 3].set(0.375)
+  np.testing.assert_allclose(metrics.mass_in_region(small, region[:1]),
+                             [0.25], rtol=1e-6)
 
 
 def test_pointing_game_negative_and_close_scores():
