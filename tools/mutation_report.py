@@ -42,7 +42,9 @@ def _module(meta_path):
 def _function(key):
   """``lanjax.noise.xǁBootstrapNoiseǁsample__mutmut_3`` -> ``BootstrapNoise.sample``."""
   name = key.rsplit('.', 1)[-1].split('__mutmut_')[0]
-  return name[1:].strip('ǁ').replace('ǁ', '.') if name.startswith('x') else name
+  if name.startswith('xǁ'):  # a method: xǁClassǁmethod
+    return name[2:].replace('ǁ', '.')
+  return name[2:] if name.startswith('x_') else name
 
 
 def _in_scope(module, function):
@@ -146,7 +148,14 @@ def main():
       out.append('')
       out.append(equivalents[key])
     out += ['', '```diff', diff(key), '```', '']
-  stale = sorted(set(equivalents) - set(k for k, _ in survivors))
+  stale = sorted(k for k in equivalents
+                 if k not in results or results[k][2] not in (None, 0))
+  pending = sorted(k for k in equivalents
+                   if k in results and results[k][2] is None)
+  if pending:
+    out += ['## Equivalents not run yet', '',
+            'Listed in tools/mutation_equivalents.tsv, not run in this '
+            'report: ' + ', '.join(f'`{s}`' for s in pending), '']
   if stale:
     out += ['## Stale equivalents', '',
             'Listed in tools/mutation_equivalents.tsv but not survivors now '
