@@ -6,6 +6,7 @@ import functools
 from typing import Callable, Optional
 
 import jax
+import jax.extend  # jax.extend.core below; `import jax` alone lacks it
 import jax.numpy as jnp
 import numpy as np
 

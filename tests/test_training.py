@@ -87,12 +87,13 @@ def test_deterministic_for_a_seed_and_resume_is_identical(tmp_path):
   _assert_trees_equal(done['params'], straight['params'])
 
 
-def test_lan_training_changes_only_a_and_logs(tmp_path):
+def test_lan_training_changes_a_and_logs(tmp_path):
+  # F's parameters are data, never written (no assertion on them could fail);
+  # that the step differentiates A alone is checked exactly in
+  # test_training_behaviour.py (one step against lan_loss's gradient).
   s = _setup(tmp_path)
-  f_before = jax.tree.map(np.asarray, s['f_params'])
   a_before = jax.tree.map(np.asarray, s['state']['params'])
   state = _fit(s, tmp_path / 'run', 6)
-  _assert_trees_equal(f_before, s['data']['f_params'])
   changed = [not np.array_equal(x, y) for x, y in zip(
       jax.tree.leaves(a_before), jax.tree.leaves(state['params']))]
   assert all(changed)

@@ -1,0 +1,168 @@
+"""Writes the mutation-testing report from mutmut's results (``mutants/``).
+
+Usage (after ``tools/mutation.sh`` ran mutmut)::
+
+  python tools/mutation_report.py > docs/mutation_report.md
+
+Counts, per module, the mutants of the functions in scope (the core modules
+whole; in the training code only `apply_gradients`, `classifier_update` and
+`lan_update`), killed / survived / not run, and lists every survivor with its
+diff and, where ``tools/mutation_equivalents.tsv`` names it, why it is
+equivalent (no test can tell it from the original). The kill rate excludes
+listed equivalents; the raw rate counts them as survivors.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import glob
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# module -> functions in scope (None: all of them).
+SCOPE = {
+    'corruption': None, 'noise': None, 'losses': None, 'objective': None,
+    'metrics': None,
+    'training': ('apply_gradients', 'classifier_update', 'lan_update'),
+}
+KILLED = {1, 3, 36, -24, 24, 152, 255}  # failed tests, pytest error, timeouts
+SURVIVED = {0}
+
+
+def _module(meta_path):
+  rel = os.path.relpath(meta_path, os.path.join(ROOT, 'mutants'))
+  return rel[:-len('.py.meta')].replace(os.sep, '.')
+
+
+def _function(key):
+  """``lanjax.noise.xǁBootstrapNoiseǁsample__mutmut_3`` -> ``BootstrapNoise.sample``."""
+  name = key.rsplit('.', 1)[-1].split('__mutmut_')[0]
+  if name.startswith('xǁ'):  # a method: xǁClassǁmethod
+    return name[2:].replace('ǁ', '.')
+  return name[2:] if name.startswith('x_') else name
+
+
+def _in_scope(module, function):
+  short = module.split('.')[1] if module.count('.') >= 1 else module
+  if short not in SCOPE:
+    return None
+  functions = SCOPE[short]
+  if functions is not None and function not in functions:
+    return None
+  return short
+
+
+def load():
+  results = {}
+  for meta in sorted(glob.glob(os.path.join(ROOT, 'mutants', 'lanjax', '**',
+                                            '*.py.meta'), recursive=True)):
+    module = _module(meta)
+    with open(meta) as fh:
+      codes = json.load(fh)['exit_code_by_key']
+    for key, code in codes.items():
+      short = _in_scope(module, _function(key))
+      if short is not None:
+        results[key] = (short, _function(key), code)
+  return results
+
+
+def load_equivalents():
+  path = os.path.join(ROOT, 'tools', 'mutation_equivalents.tsv')
+  out = {}
+  if os.path.exists(path):
+    with open(path) as fh:
+      for line in fh:
+        if line.strip() and not line.startswith('#'):
+          name, reason = line.rstrip('\n').split('\t', 1)
+          out[name] = reason
+  return out
+
+
+def diff(name):
+  run = subprocess.run(['mutmut', 'show', name], cwd=ROOT, text=True,
+                       capture_output=True, check=False)
+  lines = [l for l in run.stdout.splitlines()
+           if l.startswith(('+', '-')) and not l.startswith(('+++', '---'))]
+  return '\n'.join(lines)
+
+
+def main():
+  results = load()
+  equivalents = load_equivalents()
+  by_module = collections.defaultdict(collections.Counter)
+  survivors = []
+  for key, (module, function, code) in sorted(results.items()):
+    c = by_module[module]
+    c['total'] += 1
+    if code is None:
+      c['not run'] += 1
+    elif code in KILLED:
+      c['killed'] += 1
+    elif code in SURVIVED:
+      if key in equivalents:
+        c['equivalent'] += 1
+      else:
+        c['survived'] += 1
+      survivors.append((key, function))
+    else:
+      c['other'] += 1  # no tests (5, 33), suspicious, segfault
+      survivors.append((key, function))
+  out = ['# Mutation testing report', '',
+         f'Generated {datetime.date.today()} by `tools/mutation.sh` '
+         '(mutmut 3, tests: test_core.py, test_core_behaviour.py, '
+         'test_training_behaviour.py; mutmut runs the tests that reach each '
+         'mutated function). Scope: the core modules whole, and '
+         '`apply_gradients`, `classifier_update`, `lan_update` of the training '
+         'code. Error-message strings are not mutated (`do_not_mutate_patterns`'
+         ' in pyproject.toml; tests/test_errors.py checks them).', '',
+         'Kill rate = killed / (run - equivalent); raw = killed / run.', '',
+         '| module | mutants | run | killed | survived | equivalent | '
+         'other | kill rate | raw |',
+         '|---|---|---|---|---|---|---|---|---|']
+  for module in SCOPE:
+    c = by_module.get(module)
+    if not c:
+      out.append(f'| {module} | 0 | 0 | | | | | not run | |')
+      continue
+    run = c['total'] - c['not run']
+    denom = run - c['equivalent']
+    rate = f'{100 * c["killed"] / denom:.1f}%' if denom else 'n/a'
+    raw = f'{100 * c["killed"] / run:.1f}%' if run else 'n/a'
+    out.append(f'| {module} | {c["total"]} | {run} | {c["killed"]} | '
+               f'{c["survived"]} | {c["equivalent"]} | {c["other"]} | {rate} '
+               f'| {raw} |')
+  out += ['', '## Survivors', '',
+          'Each with its diff; equivalent ones with the reason no test can '
+          'tell them from the original.', '']
+  for key, function in survivors:
+    code = results[key][2]
+    status = ('equivalent' if key in equivalents else
+              'SURVIVED' if code == 0 else f'exit code {code}')
+    out.append(f'### `{key}` ({function}): {status}')
+    if key in equivalents:
+      out.append('')
+      out.append(equivalents[key])
+    out += ['', '```diff', diff(key), '```', '']
+  stale = sorted(k for k in equivalents
+                 if k not in results or results[k][2] not in (None, 0))
+  pending = sorted(k for k in equivalents
+                   if k in results and results[k][2] is None)
+  if pending:
+    out += ['## Equivalents not run yet', '',
+            'Listed in tools/mutation_equivalents.tsv, not run in this '
+            'report: ' + ', '.join(f'`{s}`' for s in pending), '']
+  if stale:
+    out += ['## Stale equivalents', '',
+            'Listed in tools/mutation_equivalents.tsv but not survivors now '
+            '(renumbered after a code change, or killed): '
+            + ', '.join(f'`{s}`' for s in stale), '']
+  sys.stdout.write('\n'.join(out) + '\n')
+
+
+if __name__ == '__main__':
+  main()
