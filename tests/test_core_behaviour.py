@@ -175,12 +175,12 @@ def test_lan_terms_per_example_with_batch_unlike_samples():
   # B = 3 examples, K = 5 samples: an axis mix-up changes shapes or values.
   f, x, mask, eta = _problem(k=5, b=3)
   target = f(x)
-  fidelity, coverage = objective.lan_terms(
+  fidelity_loss, mask_mean = objective.lan_terms(
       f, x, mask, eta, output_loss=_no_stop_gradient_loss)
   expected = np.mean([_no_stop_gradient_loss(
       f(mask * eta[k] + (1 - mask) * x), target) for k in range(5)], 0)
-  np.testing.assert_allclose(fidelity, expected, rtol=1e-5)
-  np.testing.assert_allclose(coverage, mask.mean(-1), rtol=1e-6)
+  np.testing.assert_allclose(fidelity_loss, expected, rtol=1e-5)
+  np.testing.assert_allclose(mask_mean, mask.mean(-1), rtol=1e-6)
   for chunk in (1, 2, 5):
     got, _ = objective.lan_terms(f, x, mask, eta, chunk_size=chunk,
                                  output_loss=_no_stop_gradient_loss)
