@@ -152,6 +152,10 @@ def test_a_known_shift_moves_a_pixel():
   m = c10.affine_matrices(jnp.zeros(1), jnp.ones(1), jnp.array([[0., 0.5]]))
   y = c10.affine_transform(x, m, mode='constant')
   np.testing.assert_allclose(y[0, 10, 10:12, 0], [0.5, 0.5], atol=1e-6)
+  m = c10.affine_matrices(jnp.zeros(1), jnp.ones(1), jnp.array([[0.5, 0.]]))
+  y = c10.affine_transform(x, m, mode='constant')
+  np.testing.assert_allclose(y[0, 10:12, 10, 0], [0.5, 0.5], atol=1e-6)
+  assert float(y.sum()) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_quarter_turn_is_rot90_and_borders_follow_the_mode():
