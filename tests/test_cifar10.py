@@ -344,6 +344,7 @@ def test_lan_mask_is_one_channel_tiled_over_rgb():
   np.testing.assert_allclose(x_tilde, x * (1 - mask), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_f_and_a_train_on_generated_images():
   """Colour tells the class: F learns it with augmentation in the jitted step;
   then one LAN step on F (bootstrap noise of uint8 images) is finite."""
