@@ -5,6 +5,7 @@ imports tensorflow_datasets and registers the TFDS dataset ``twenty_newsgroups``
 """
 
 from lanjax.data.tfds_data import DatasetNotFoundError, load_arrays
+from lanjax.data import cifar10
 from lanjax.data import translated_mnist
 
-__all__ = ['DatasetNotFoundError', 'load_arrays', 'translated_mnist']
+__all__ = ['DatasetNotFoundError', 'load_arrays', 'cifar10', 'translated_mnist']

@@ -188,3 +188,60 @@ def word_tables(rows, path, *, title='', max_doc_words=None, fontsize=9,
     y -= height
     hline(y)
   io.save_figure(fig, path, dpi=110)
+
+
+def class_columns(images, importance, class_names, path, *, title='',
+                  row_labels=None):
+  """Fig. 4: frames of an input (left) and its importance map (right).
+
+  One column of frames per class, one example per row; every map on the
+  same ``[0, 1]`` scale in `CMAP` (warm = important), as in the
+  translated-MNIST figures.
+
+  Args:
+    images: ``(R, C, H, W, 3)`` RGB inputs in ``[0, 1]`` (or ``(R, C, H, W)``
+      / ``(..., 1)`` grey).
+    importance: ``(R, C, H, W)`` or ``(R, C, H, W, 1)`` maps ``1 - A(x)`` in
+      ``[0, 1]``.
+    class_names: ``C`` column titles.
+    path: the PNG to write.
+    title: figure title.
+    row_labels: optional ``(R, C)`` strings under each frame (e.g. F's
+      prediction).
+  """
+  images = np.asarray(images, np.float32)
+  importance = np.asarray(importance, np.float32)
+  if importance.ndim == 5:
+    importance = importance[..., 0]
+  if images.ndim == 5 and images.shape[-1] == 1:
+    images = images[..., 0]
+  rows, cols = importance.shape[:2]
+  if images.shape[:2] != (rows, cols) or len(class_names) != cols:
+    raise ValueError(
+        f'class_columns needs images {images.shape[:2]} and importance '
+        f'{importance.shape[:2]} laid out as the same (rows, columns) grid '
+        f'and one class name per column ({len(class_names)} given).')
+  fig = plt.figure(figsize=(2.1 * cols + 0.8, 1.1 * rows + 0.6))
+  grid = fig.add_gridspec(rows, cols, wspace=0.12, hspace=0.25 if
+                          row_labels is not None else 0.08)
+  im = None
+  for r in range(rows):
+    for c in range(cols):
+      sub = grid[r, c].subgridspec(1, 2, wspace=0.03)
+      ax_img, ax_map = fig.add_subplot(sub[0]), fig.add_subplot(sub[1])
+      img = np.clip(images[r, c], 0, 1)
+      ax_img.imshow(img, cmap='gray' if img.ndim == 2 else None, vmin=0,
+                    vmax=1, interpolation='nearest')
+      im = ax_map.imshow(importance[r, c], cmap=CMAP, vmin=0, vmax=1,
+                         interpolation='nearest')
+      for ax in (ax_img, ax_map):
+        ax.set_xticks([])
+        ax.set_yticks([])
+      if r == 0:
+        ax_img.set_title(class_names[c], fontsize=9, loc='left')
+      if row_labels is not None:
+        ax_img.set_xlabel(str(row_labels[r][c]), fontsize=6)
+  fig.colorbar(im, ax=fig.axes, shrink=0.6, label='importance 1 - A(x)')
+  if title:
+    fig.suptitle(title, fontsize=9)
+  io.save_figure(fig, path, dpi=120, bbox_inches='tight')

@@ -3,5 +3,7 @@
 from lanjax.models.lan import LatentAttentionNetwork
 from lanjax.models.classifiers import ConvClassifier
 from lanjax.models.dan import DeepAveragingNetwork
+from lanjax.models.cifar import CifarConvNet, cifar_lan
 
-__all__ = ['LatentAttentionNetwork', 'ConvClassifier', 'DeepAveragingNetwork']
+__all__ = ['LatentAttentionNetwork', 'ConvClassifier', 'DeepAveragingNetwork',
+           'CifarConvNet', 'cifar_lan']
