@@ -207,8 +207,8 @@ def compare(explainers: Mapping[str, Callable], f_apply: Callable, params, x,
     raise ValueError(f'region has {jnp.shape(region)[0]} examples but x has '
                      f'{x.shape[0]}; give one region per example.')
   batches = _batches(x.shape[0], batch_size)
-  cascade = [] if randomize is None else list(
-      randomize(params, jax.random.fold_in(key, -1)))
+  key, cascade_key = jax.random.split(key)
+  cascade = [] if randomize is None else list(randomize(params, cascade_key))
   curve_fns = {
       (mode, r): jax.jit(functools.partial(
           _curve, f_apply, removal=removals[r], mode=mode,

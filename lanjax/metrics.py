@@ -316,14 +316,14 @@ def rank_correlation(a, b):
   if ra.shape != rb.shape:
     raise ValueError(f'The maps have {ra.shape} and {rb.shape} components '
                      '(batch, per example); they must match.')
+  const_a = ra.max(-1) == ra.min(-1)
+  const_b = rb.max(-1) == rb.min(-1)
   ra = ra - ra.mean(-1, keepdims=True)
   rb = rb - rb.mean(-1, keepdims=True)
-  va, vb = (ra ** 2).sum(-1), (rb ** 2).sum(-1)
-  both_constant = (va == 0) & (vb == 0)
-  denom = jnp.sqrt(va * vb)
-  corr = jnp.where(denom > 0, (ra * rb).sum(-1) / jnp.where(denom > 0, denom,
-                                                           1), 0.0)
-  return jnp.where(both_constant, 1.0, corr)
+  denom = jnp.sqrt((ra ** 2).sum(-1) * (rb ** 2).sum(-1))
+  corr = (ra * rb).sum(-1) / jnp.where(const_a | const_b, 1.0, denom)
+  return jnp.where(const_a | const_b, (const_a & const_b).astype(corr.dtype),
+                   corr)
 
 
 def _average_ranks(s):
