@@ -147,7 +147,8 @@ def _ranked_curve(f, x, rank, n, replacement, *, num_steps, insertion, score):
     f: the black box.
     x: ``(B, *d)``.
     rank: int ranks ``(B, *m)`` (``m`` broadcastable to ``d``), 0 = first.
-    n: ``(B,)`` number of candidate components (ranks ``0 .. n-1``).
+    n: ``(B,)`` number of candidate components (ranks ``0 .. n-1``); with
+      ``insertion`` all components must be candidates.
     replacement: ``(B, *d)`` what a removed component becomes.
     num_steps: steps of equal fractions of ``n``.
     insertion: start from all removed and put back in rank order.
@@ -159,8 +160,7 @@ def _ranked_curve(f, x, rank, n, replacement, *, num_steps, insertion, score):
   def at(t):
     k = jnp.round(t / num_steps * n).astype(jnp.int32)
     first = rank < k.reshape((-1,) + (1,) * (rank.ndim - 1))
-    candidate = rank < n.reshape((-1,) + (1,) * (rank.ndim - 1))
-    removed = (candidate & ~first) if insertion else first
+    removed = ~first if insertion else first
     return score(f(corruption.corrupt(x, removed.astype(x.dtype),
                                       replacement)))
 
