@@ -6,8 +6,14 @@ jit-safe. Importance is ``1 - A(x)``: components the LAN may not corrupt.
 
 from __future__ import annotations
 
+import math
+from typing import Callable, Optional
+
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from lanjax import corruption
 
 
 def importance(mask):
@@ -94,7 +100,8 @@ def deletion_curve(f, x, order, *, num_steps: int, baseline=0.0, classes=None):
   components of ``order`` are set to ``baseline``, where ``n`` is each
   example's number of candidate components (the length of ``order`` that is
   not ``-1``). Lower area under the curve means the order removed what F
-  needed earlier.
+  needed earlier. `perturbation_curve` is the same protocol for importance
+  maps, with insertion and other removal operators.
 
   Args:
     f: the black box returning logits ``(B, C)``.
@@ -111,25 +118,53 @@ def deletion_curve(f, x, order, *, num_steps: int, baseline=0.0, classes=None):
     (trapezoid rule over the fraction deleted, in ``[0, 1]``).
   """
   x = jnp.asarray(x)
-  logits = f(x)
-  if classes is None:
-    classes = jnp.argmax(logits, -1)
   valid = order >= 0
-  n = valid.sum(-1)  # (B,)
   rank = jnp.cumsum(valid, axis=-1) - 1  # rank of each entry of `order`
-  safe_order = jnp.where(valid, order, 0)
+  # Scatter each entry's rank from `order` positions to component positions;
+  # components that are not candidates keep a rank no step reaches.
+  never = jnp.iinfo(jnp.int32).max
+  component_rank = jnp.full(x.shape, never, jnp.int32).at[
+      jnp.arange(x.shape[0])[:, None], jnp.where(valid, order, 0)].min(
+          jnp.where(valid, rank, never))
+  replacement = jnp.broadcast_to(jnp.asarray(baseline, x.dtype), x.shape)
+  return _ranked_curve(f, x, component_rank, valid.sum(-1), replacement,
+                       num_steps=num_steps, insertion=False,
+                       score=_probability_score(f, x, classes))
 
-  def prob_at(t):
+
+def _probability_score(f, x, classes):
+  """``s(out) -> (B,)``: softmax probability of ``classes`` (default: F's)."""
+  if classes is None:
+    classes = jnp.argmax(f(x), -1)
+  return lambda out: jnp.take_along_axis(
+      jax.nn.softmax(out, -1), classes[:, None], -1)[:, 0]
+
+
+def _ranked_curve(f, x, rank, n, replacement, *, num_steps, insertion, score):
+  """Scores as the components of lowest ``rank`` are removed (or inserted).
+
+  Args:
+    f: the black box.
+    x: ``(B, *d)``.
+    rank: int ranks ``(B, *m)`` (``m`` broadcastable to ``d``), 0 = first.
+    n: ``(B,)`` number of candidate components (ranks ``0 .. n-1``); with
+      ``insertion`` all components must be candidates.
+    replacement: ``(B, *d)`` what a removed component becomes.
+    num_steps: steps of equal fractions of ``n``.
+    insertion: start from all removed and put back in rank order.
+    score: ``s(out) -> (B,)``.
+
+  Returns:
+    ``(curve (num_steps + 1, B), auc (B,))``.
+  """
+  def at(t):
     k = jnp.round(t / num_steps * n).astype(jnp.int32)
-    delete_entry = valid & (rank < k[:, None])
-    # Scatter the deletion flags from `order` positions to component positions.
-    deleted = jnp.zeros(x.shape, bool).at[
-        jnp.arange(x.shape[0])[:, None], safe_order].max(delete_entry)
-    xt = jnp.where(deleted, jnp.asarray(baseline, x.dtype), x)
-    p = jax.nn.softmax(f(xt), -1)
-    return jnp.take_along_axis(p, classes[:, None], -1)[:, 0]
+    first = rank < k.reshape((-1,) + (1,) * (rank.ndim - 1))
+    removed = ~first if insertion else first
+    return score(f(corruption.corrupt(x, removed.astype(x.dtype),
+                                      replacement)))
 
-  curve = jax.lax.map(prob_at, jnp.arange(num_steps + 1))
+  curve = jax.lax.map(at, jnp.arange(num_steps + 1))
   auc = ((curve[1:] + curve[:-1]) / 2).mean(0)
   return curve, auc
 
@@ -263,3 +298,201 @@ def input_specificity(masks):
           'mean': mu,
           'specific_fraction': jnp.where(some, across / jnp.where(
               some, total, 1.0), 0.0)}
+
+
+def perturbation_curve(f, x, importance, *, key, removal: Callable,
+                       mode: str = 'deletion', num_steps: int = 20,
+                       score: Optional[Callable] = None, classes=None):
+  r"""Deletion or insertion curve of an importance map (RISE protocol).
+
+  The components of the map are ranked, most important first (ties broken at
+  random by ``key``, so a constant map scores as a random order). At step
+  ``t`` of ``num_steps + 1`` the top ``round(t / num_steps * n)`` are
+
+  * ``'deletion'``: replaced (``x~ = corrupt(x, removed, eta)``), starting
+    from the clean input: a low area means the map found what F needs;
+  * ``'insertion'``: put back into a fully replaced input: a high area means
+    the map found what F needs.
+
+  The replacement ``eta = removal(key, x)`` is drawn once per example; a map
+  component of shape broadcastable to ``x`` (e.g. a pixel of an RGB image)
+  is removed with all the input components it covers.
+
+  Args:
+    f: the black box.
+    x: ``(B, *d)``.
+    importance: ``(B, *m)``, broadcastable to ``x``; higher = more important.
+    key: PRNG key (tie-break and replacement).
+    removal: ``removal(key, x) -> eta`` of ``x``'s shape; see
+      `removal_by_noise`, `removal_by_blur`, `removal_by_mean`.
+    mode: ``'deletion'`` or ``'insertion'``.
+    num_steps: number of equal steps.
+    score: ``score(out, x) -> (B,)``, the tracked quantity (e.g. negative
+      squared error for autoencoders); default: F's softmax probability of
+      ``classes``.
+    classes: ``(B,)`` classes for the default score; default F's prediction
+      on ``x``.
+
+  Returns:
+    ``(curve, auc)``: ``(num_steps + 1, B)`` scores and ``(B,)`` trapezoid
+    areas over the fraction removed or inserted (in ``[0, 1]`` for
+    probabilities).
+  """
+  if mode not in ('deletion', 'insertion'):
+    raise ValueError(
+        f"mode must be 'deletion' or 'insertion', got {mode!r}.")
+  if not isinstance(num_steps, int) or num_steps < 1:
+    raise ValueError(f'num_steps must be a positive int, got {num_steps!r}.')
+  x, importance = jnp.asarray(x), jnp.asarray(importance)
+  if importance.shape[:1] != x.shape[:1]:
+    raise ValueError(
+        f'importance has shape {importance.shape} but x has shape {x.shape}; '
+        'they must share the batch axis.')
+  corruption.check_broadcastable(importance.shape, x.shape)
+  tie_key, removal_key = jax.random.split(key)
+  rank = rank_order(importance, key=tie_key)
+  n = jnp.full(x.shape[:1], math.prod(importance.shape[1:]), jnp.int32)
+  eta = removal(removal_key, x)
+  if jnp.shape(eta) != x.shape:
+    raise ValueError(f'removal(key, x) returned shape {jnp.shape(eta)}; it '
+                     f'must return a replacement of x\'s shape {x.shape}.')
+  s = (_probability_score(f, x, classes) if score is None
+       else (lambda out: score(out, x)))
+  return _ranked_curve(f, x, rank, n, eta, num_steps=num_steps,
+                       insertion=mode == 'insertion', score=s)
+
+
+def rank_order(importance, *, key):
+  """Each component's rank, 0 = most important; ties in random order.
+
+  Args:
+    importance: ``(B, *m)``.
+    key: PRNG key of the tie-break.
+
+  Returns:
+    int32 ranks ``(B, *m)``, a permutation of ``0 .. prod(m) - 1`` per example.
+  """
+  s = _flat(importance)
+  jitter = jax.random.uniform(key, s.shape)
+  order = jnp.lexsort((jitter, -s), axis=-1)  # last key sorts first
+  rank = jnp.argsort(order, axis=-1).astype(jnp.int32)
+  return rank.reshape(importance.shape)
+
+
+# ----------------------------------------------------------------------------
+# Removal operators: ``removal(key, x) -> eta``, what a removed component
+# becomes. Not only the noise a LAN was trained with, so that no method is
+# scored on its own corruption only.
+
+
+def removal_by_noise(noise) -> Callable:
+  """Replacement drawn from a lanjax noise H (one sample per example)."""
+  return lambda key, x: noise.sample(key, x, 1)[0]
+
+
+def removal_by_mean() -> Callable:
+  """Replacement by each example's mean value (per channel for ndim >= 3)."""
+  def removal(key, x):
+    del key
+    axes = tuple(range(1, x.ndim - 1)) if x.ndim >= 3 else (1,)
+    return jnp.broadcast_to(x.mean(axes, keepdims=True), x.shape)
+  return removal
+
+
+def removal_by_blur(sigma: float = 2.0) -> Callable:
+  """Replacement by a Gaussian blur of the input (std ``sigma`` components).
+
+  Blurs along the spatial axes (all but batch and, for ndim >= 3, channel),
+  separably, with edge padding: the information is removed, the low
+  frequencies stay in the input's distribution.
+  """
+  if sigma <= 0:
+    raise ValueError(f'sigma must be > 0, got {sigma}.')
+  radius = max(int(math.ceil(3 * sigma)), 1)
+  taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+  taps = taps / taps.sum()
+
+  def removal(key, x):
+    del key
+    axes = range(1, x.ndim - 1) if x.ndim >= 3 else (1,)
+    for a in axes:
+      pad = [(0, 0)] * x.ndim
+      pad[a] = (radius, radius)
+      xp = jnp.pad(x, pad, mode='edge')
+      x = sum(float(w) * jax.lax.slice_in_dim(xp, i, i + x.shape[a], axis=a)
+              for i, w in enumerate(taps))
+    return x
+  return removal
+
+
+# ----------------------------------------------------------------------------
+# Statistics.
+
+
+def rank_correlation(a, b):
+  """Spearman rank correlation of two maps, per example.
+
+  Ties get their average rank. Two constant maps (nothing to rank, nothing
+  changed) correlate 1; a constant map against a varying one, 0.
+
+  Args:
+    a: ``(B, ...)``.
+    b: ``(B, ...)``, same number of components per example.
+
+  Returns:
+    ``(B,)`` correlations in ``[-1, 1]``.
+  """
+  ra, rb = _average_ranks(_flat(jnp.asarray(a))), _average_ranks(
+      _flat(jnp.asarray(b)))
+  if ra.shape != rb.shape:
+    raise ValueError(f'The maps have {ra.shape} and {rb.shape} components '
+                     '(batch, per example); they must match.')
+  const_a = ra.max(-1) == ra.min(-1)
+  const_b = rb.max(-1) == rb.min(-1)
+  ra = ra - ra.mean(-1, keepdims=True)
+  rb = rb - rb.mean(-1, keepdims=True)
+  denom = jnp.sqrt((ra ** 2).sum(-1) * (rb ** 2).sum(-1))
+  corr = (ra * rb).sum(-1) / jnp.where(const_a | const_b, 1.0, denom)
+  return jnp.where(const_a | const_b, (const_a & const_b).astype(corr.dtype),
+                   corr)
+
+
+def _average_ranks(s):
+  """``(B, n)`` -> ranks ``0 .. n-1``, ties sharing their mean rank."""
+  sorted_s = jnp.sort(s, -1)
+  search = jax.vmap(jnp.searchsorted, in_axes=(0, 0, None))
+  lo = search(sorted_s, s, 'left')
+  hi = search(sorted_s, s, 'right')
+  return (lo + hi - 1).astype(jnp.float32) / 2
+
+
+def bootstrap_ci(values, *, seed=0, num: int = 1000, level: float = 0.95):
+  """Mean of ``values`` and a percentile-bootstrap confidence interval.
+
+  Host-side (NumPy), over the first axis: examples are resampled with
+  replacement ``num`` times.
+
+  Args:
+    values: ``(N,)`` per-example values (finite).
+    seed: int seed, or a JAX PRNG key.
+    num: bootstrap resamples.
+    level: coverage of the interval.
+
+  Returns:
+    ``(mean, low, high)`` floats; with one value, ``low == high == mean``.
+  """
+  v = np.asarray(values, np.float64).reshape(-1)
+  if v.size == 0:
+    raise ValueError('bootstrap_ci needs at least one value, got none.')
+  if not np.isfinite(v).all():
+    raise ValueError(f'bootstrap_ci got {int((~np.isfinite(v)).sum())} '
+                     'non-finite values; drop or fix them first.')
+  if not 0 < level < 1:
+    raise ValueError(f'level must be in (0, 1), got {level}.')
+  if not isinstance(seed, (int, np.integer)):
+    seed = np.asarray(jax.random.key_data(seed)).ravel().tolist()
+  rng = np.random.default_rng(seed)
+  means = v[rng.integers(0, v.size, (num, v.size))].mean(-1)
+  alpha = (1 - level) / 2
+  low, high = np.quantile(means, [alpha, 1 - alpha])
+  return float(v.mean()), float(low), float(high)

@@ -245,3 +245,30 @@ def class_columns(images, importance, class_names, path, *, title='',
   if title:
     fig.suptitle(title, fontsize=9)
   io.save_figure(fig, path, dpi=120, bbox_inches='tight')
+
+
+def perturbation_curves(table, path, *, title=''):
+  """Deletion and insertion curves of every method (`lanjax.evaluation.compare`).
+
+  One panel per curve kind (``deletion/<removal>``, ``insertion/<removal>``),
+  one line per method: F's mean score against the fraction of components
+  removed or inserted, the area under each curve in the legend.
+  """
+  curves = table['curves']
+  kinds = list(next(iter(curves.values())))
+  fig, axes = plt.subplots(1, len(kinds), figsize=(3.4 * len(kinds), 3.0),
+                           squeeze=False)
+  for ax, kind in zip(axes[0], kinds):
+    mode, removal = kind.split('/', 1)
+    for name, by_kind in curves.items():
+      c = np.asarray(by_kind[kind])
+      auc = table['methods'][name][f'{mode}_auc/{removal}']['mean']
+      ax.plot(np.linspace(0, 1, len(c)), c, label=f'{name} ({auc:.3f})')
+    ax.set_xlabel(f'fraction {"removed" if mode == "deletion" else "inserted"}')
+    ax.set_ylabel('score')
+    ax.set_title(f'{mode}, {removal}', fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+  if title:
+    fig.suptitle(title, fontsize=9)
+  io.save_figure(fig, path, dpi=110, bbox_inches='tight')
