@@ -3,5 +3,7 @@
 from lanjax.models.lan import LatentAttentionNetwork
 from lanjax.models.classifiers import ConvClassifier
 from lanjax.models.dan import DeepAveragingNetwork
+from lanjax.models.fcam import FCAM, MosaicCNN, sparsemax
 
-__all__ = ['LatentAttentionNetwork', 'ConvClassifier', 'DeepAveragingNetwork']
+__all__ = ['LatentAttentionNetwork', 'ConvClassifier', 'DeepAveragingNetwork',
+           'FCAM', 'MosaicCNN', 'sparsemax']
