@@ -152,6 +152,10 @@ def sample_synthetic(key, num: int, *, means, stds,
   return {'x': x, 'y': y, 'fg': fg}
 
 
+_sample_synthetic_jit = jax.jit(sample_synthetic,
+                                static_argnames=('num', 'num_segments'))
+
+
 def make_synthetic(name: Optional[str] = 'separable', *, num_train: int = 200,
                    num_test: int = 10_000, num_segments: int = 9,
                    seed: int = 0, means=None, stds=None) -> dict:
@@ -176,8 +180,8 @@ def make_synthetic(name: Optional[str] = 'separable', *, num_train: int = 200,
   root = jax.random.key(seed)
   out = {'spec': spec}
   for i, (split, n) in enumerate((('train', num_train), ('test', num_test))):
-    s = sample_synthetic(jax.random.fold_in(root, i), n,
-                         num_segments=num_segments, **spec)
+    s = _sample_synthetic_jit(jax.random.fold_in(root, i), n,
+                              num_segments=num_segments, **spec)
     out[split] = {k: np.asarray(v) for k, v in s.items()}
     validation.check_finite(out[split]['x'], name=f'synthetic SDC {split} x')
   return out
