@@ -31,8 +31,17 @@ per-segment CNNs are 2 strided convs + 1 FC (the paper: 6 convs + 2 FC each);
 F's schedule is shorter (see below). NNZ is reported as a count, as in the
 paper's Table 2 (its formula has a 1/m).
 
-Measured schedule (2 shared CPU cores, `lanjax.training.fit` +
-`classifier_update`, batch 128, Adam 1e-3, MNIST-SDC): see `f.num_steps`.
+Measured schedule (`lanjax.training.fit` + `classifier_update`, batch 128,
+Adam 1e-3, seed 0, 2 CPU cores shared with other jobs, load average 8-15):
+  MNIST-SDC softmax FCAM (this config's f.fcam): 0.7-1.4 steps/s; after 500
+    steps test accuracy 0.984, FT 0.986 (strict), NNZ 2.27, Dist 0.084,
+    Ent 0.280 (first 2,000 test mosaics). f.num_steps = 1,000 doubles that.
+  MNIST-SDC MosaicCNN (16, 32, 32): see the note in f.cnn.
+  synthetic 'no_linear_focus', linear f and g, full batch of 200, Adam 1e-2:
+    test accuracy 0.982, FT 0.646 after 1,000 steps (0.982 / 0.642 after
+    3,000; 25 s): section 4.2 reproduced. With f = MLP(32) instead: accuracy
+    1.000, FT 1.000. 'uniform_attention_suffices', linear f, g = MLP(32):
+    accuracy 1.000, FT 0.661 (section 4.3).
 
 Command:
   python train.py --config configs/sdc.py --workdir runs/sdc
@@ -77,8 +86,8 @@ def get_config(arg=None):
   config.f = ml_collections.ConfigDict()
   config.f.learning_rate = 1e-3
   config.f.batch_size = 128
-  config.f.num_steps = 1_500
-  config.f.eval_every = 500
+  config.f.num_steps = 1_000
+  config.f.eval_every = 250
   config.f.init_from = ''
   config.f.fcam = ml_collections.ConfigDict()
   config.f.fcam.attention = 'softmax'  # or 'sparsemax'
@@ -88,7 +97,7 @@ def get_config(arg=None):
   config.f.fcam.focus_hidden = (64,)
   config.f.fcam.classifier_hidden = (64,)
   config.f.cnn = ml_collections.ConfigDict()
-  config.f.cnn.features = (32, 64, 64)
+  config.f.cnn.features = (16, 32, 32)
   config.f.cnn.hidden = (64,)
 
   config.lan = ml_collections.ConfigDict()
@@ -133,7 +142,7 @@ def get_config(arg=None):
     config.f.fcam.classifier_hidden = ()  # linear g
     config.f.batch_size = 200  # full batch
     config.f.learning_rate = 1e-2
-    config.f.num_steps = 3_000
+    config.f.num_steps = 1_500
     config.lan.mask_shape = (9, 2)
     config.lan.hidden = (32,)
     config.lan.num_steps = 2_000
