@@ -272,3 +272,82 @@ def perturbation_curves(table, path, *, title=''):
   if title:
     fig.suptitle(title, fontsize=9)
   io.save_figure(fig, path, dpi=110, bbox_inches='tight')
+
+
+def sdc_mosaics(mosaics, maps, fg, grid, path, *, title='', fg_labels=None):
+  """SDC mosaics (left column) and each method's map, foreground boxed.
+
+  Rows are examples; columns the input, then one map per method, each map
+  scaled to its own [min, max] per example (the methods' scales differ).
+
+  Args:
+    mosaics: ``(N, H, W, C)`` images in [0, 1] (C = 1 grey, 3 colour).
+    maps: ``{method name: (N, H, W) or (N, H, W, 1) map}``, higher = more
+      important; an insertion-ordered dict gives the column order.
+    fg: ``(N,)`` foreground segment indices.
+    grid: ``g``, segments per row.
+    path: the PNG to write.
+    title: figure title.
+    fg_labels: optional ``(N,)`` labels shown above the inputs.
+  """
+  mosaics = np.asarray(mosaics)
+  n, h, w = mosaics.shape[:3]
+  cols = 1 + len(maps)
+  fig, axes = plt.subplots(n, cols, figsize=(1.7 * cols, 1.75 * n),
+                           squeeze=False)
+  s, t = h // grid, w // grid
+  for i in range(n):
+    r, c = divmod(int(fg[i]), grid)
+    img = mosaics[i]
+    axes[i, 0].imshow(img[..., 0] if img.shape[-1] == 1 else img,
+                      cmap='gray', vmin=0, vmax=1)
+    if i == 0:
+      axes[i, 0].set_title('input', fontsize=8)
+    if fg_labels is not None:
+      axes[i, 0].set_ylabel(f'y={int(fg_labels[i])}', fontsize=7)
+    for j, (name, m) in enumerate(maps.items()):
+      v = np.asarray(m[i], np.float32)
+      v = v[..., 0] if v.ndim == 3 else v
+      lo, hi = float(v.min()), float(v.max())
+      axes[i, j + 1].imshow((v - lo) / (hi - lo) if hi > lo else v * 0,
+                            cmap=CMAP, vmin=0, vmax=1)
+      if i == 0:
+        axes[i, j + 1].set_title(name, fontsize=8)
+    for ax in axes[i]:
+      ax.set_xticks([])
+      ax.set_yticks([])
+      for g in range(1, grid):  # segment borders
+        ax.axhline(g * s - 0.5, color='0.6', lw=0.4)
+        ax.axvline(g * t - 0.5, color='0.6', lw=0.4)
+      ax.add_patch(patches.Rectangle((c * t - 0.5, r * s - 0.5), t, s,
+                                     fill=False, edgecolor='white', lw=1.4,
+                                     ls='--'))
+  if title:
+    fig.suptitle(title, fontsize=9)
+  io.save_figure(fig, path, dpi=110, bbox_inches='tight')
+
+
+def sdc_focus_landscape(points, labels, xs, ys, values, path, *, title='',
+                        label='focus score f(x)'):
+  """Fig. 2a of Pandey et al.: a focus net over the plane, samples on top.
+
+  Args:
+    points: ``(P, 2)`` samples of the base distributions.
+    labels: ``(P,)`` their distribution (0 background, 1..k foreground).
+    xs, ys: ``(X,)``, ``(Y,)`` grid coordinates.
+    values: ``(Y, X)`` the focus score at each grid point.
+    path: the PNG to write.
+    title: figure title.
+    label: colour bar label.
+  """
+  fig, ax = plt.subplots(figsize=(4.6, 3.8))
+  im = ax.pcolormesh(xs, ys, values, cmap='Greys', shading='auto')
+  points, labels = np.asarray(points), np.asarray(labels)
+  for c in np.unique(labels):
+    sel = labels == c
+    ax.scatter(points[sel, 0], points[sel, 1], s=4, alpha=0.6,
+               label='background $D_0$' if c == 0 else f'class {int(c)}')
+  ax.legend(fontsize=7, markerscale=2)
+  fig.colorbar(im, ax=ax, label=label)
+  ax.set_title(title, fontsize=9)
+  io.save_figure(fig, path, dpi=120, bbox_inches='tight')

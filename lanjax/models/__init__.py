@@ -1,9 +1,10 @@
-"""Flax NNX networks: the LAN A and the black boxes F of the paper's experiments."""
+"""Flax NNX networks: the LAN A and the black boxes F of the experiments."""
 
 from lanjax.models.lan import LatentAttentionNetwork
 from lanjax.models.classifiers import ConvClassifier
 from lanjax.models.dan import DeepAveragingNetwork
 from lanjax.models.cifar import CifarConvNet, cifar_lan
+from lanjax.models.fcam import FCAM, MosaicCNN, sparsemax
 
 __all__ = ['LatentAttentionNetwork', 'ConvClassifier', 'DeepAveragingNetwork',
-           'CifarConvNet', 'cifar_lan']
+           'CifarConvNet', 'cifar_lan', 'FCAM', 'MosaicCNN', 'sparsemax']
