@@ -98,6 +98,7 @@ def get_config(arg=None):
     config.f.word_dropout_rate = 0.0
     config.checkpoint_every = 10_000
   elif arg == 'quick':
+    config_lib.quick_eval(config)
     config.data.vocab_size = 300
     config.data.min_count = 1
     config.f.num_steps = 150

@@ -70,6 +70,7 @@ def get_config(arg=None):
     config.checkpoint_every = 5_000
     config.f.eval_every = 5_000
   elif arg == 'quick':
+    config_lib.quick_eval(config)
     config.data.train_limit = 2_000
     config.data.test_limit = 500
     config.f.num_steps = 100

@@ -74,7 +74,43 @@ def base_config(experiment: str, *, dataset: str = '',
   c.lan.num_steps = 10_000
 
   c.eval = ml_collections.ConfigDict()
+  # The attribution comparison (`skeleton.compare_methods`): every method on
+  # the same F and the same test examples, with `lanjax.evaluation.compare`.
+  c.eval.methods = ('lan', 'gradient', 'gradient_x_input', 'smoothgrad',
+                    'integrated_gradients', 'occlusion', 'rise',
+                    'mask_optimisation', 'random')
+  c.eval.compare_examples = 200  # 0: no comparison
+  c.eval.compare_batch = 50  # examples explained at once (memory)
+  c.eval.curve_steps = 20  # deletion / insertion steps
+  c.eval.removals = ('noise', 'blur', 'mean')  # noise: the task's own H
+  c.eval.sanity_lan_steps = 1_000  # A refit on the randomised F (0: skip)
+  c.eval.num_bootstrap = 1_000
+  # Settings of each method (`lanjax.attribution`), e.g.
+  # --config.eval.method_settings.occlusion.window=2.
+  c.eval.method_settings = ml_collections.ConfigDict({
+      'smoothgrad': {'num_samples': 50, 'sigma': 0.15},
+      'integrated_gradients': {'num_steps': 50},
+      'occlusion': {'window': 4, 'stride': 2},
+      'rise': {'num_masks': 1000, 'grid_size': 7},
+      'mask_optimisation': {'num_steps': 300, 'num_samples': 8},
+  })
   return c
+
+
+def quick_eval(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks the attribution comparison for a ``quick`` variant (seconds)."""
+  e = config.eval
+  e.compare_examples = 16
+  e.compare_batch = 16
+  e.curve_steps = 4
+  e.sanity_lan_steps = 10
+  e.num_bootstrap = 100
+  e.method_settings.smoothgrad.num_samples = 4
+  e.method_settings.integrated_gradients.num_steps = 8
+  e.method_settings.rise.num_masks = 32
+  e.method_settings.mask_optimisation.num_steps = 10
+  e.method_settings.mask_optimisation.num_samples = 2
+  return config
 
 
 def shared_data_dir(name: str) -> str:

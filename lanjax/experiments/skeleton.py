@@ -33,11 +33,15 @@ from typing import Any, Callable, Optional
 
 import jax
 import ml_collections
+import numpy as np
 import optax
 from flax import nnx
 
+from lanjax import attribution
+from lanjax import evaluation
 from lanjax import io
 from lanjax import losses as losses_lib
+from lanjax import metrics as metrics_lib
 from lanjax import training
 
 Config = ml_collections.ConfigDict
@@ -330,3 +334,181 @@ def run(experiment: Experiment, config: Config, workdir: str) -> None:
   train(experiment, config, workdir, data=data, tasks=tasks)
   if config.get('evaluate_after_train', True):
     evaluate(experiment, config, workdir, data=data, tasks=tasks)
+
+
+# ----------------------------------------------------------------------------
+# Is the mask right? Every attribution method on the same F, one protocol.
+
+
+def explainers(config: Config, task: Task, trained: Trained,
+               mask_shape=None) -> dict:
+  """``{name: explain(f, x, key)}`` for ``config.eval.methods``.
+
+  Each method takes its settings from ``config.eval.method_settings.<name>``;
+  occlusion, RISE and the per-example mask optimisation corrupt with the
+  task's own noise H, the mask optimisation optimises eq. (3) with the task's
+  beta and L_F, and ``'lan'`` is ``1 - A(x)`` of the trained A.
+  """
+  out = {}
+  for name in config.eval.methods:
+    settings = dict(config.eval.method_settings.get(name, {}))
+    if name == 'lan':
+      settings['mask_fn'] = trained.a
+    elif name in ('occlusion', 'rise'):
+      settings.setdefault('noise', task.noise)
+    elif name == 'mask_optimisation':
+      settings.update(noise=task.noise, beta=float(config.lan.beta),
+                      output_loss=task.output_loss)
+      if mask_shape is not None:
+        settings.setdefault('mask_shape', tuple(mask_shape))
+    out[name] = attribution.explainer(name, **settings)
+  return out
+
+
+def removals(config: Config, task: Task) -> dict:
+  """The removal operators of the deletion / insertion curves.
+
+  ``'noise'`` is the task's own H (what A was trained against); ``'blur'``
+  and ``'mean'`` are operators no method was trained on.
+  """
+  ops = {'noise': lambda: metrics_lib.removal_by_noise(task.noise),
+         'blur': metrics_lib.removal_by_blur,
+         'mean': metrics_lib.removal_by_mean}
+  unknown = [r for r in config.eval.removals if r not in ops]
+  if unknown:
+    raise ValueError(f'config.eval.removals has unknown operators {unknown}; '
+                     f'expected some of {sorted(ops)}.')
+  return {r: ops[r]() for r in config.eval.removals}
+
+
+def refit_lan(config: Config, task: Task, f_apply: Callable, f_params, *,
+              num_steps: int, key) -> Callable:
+  """A trained afresh for ``num_steps`` on another F (no checkpoints).
+
+  For the sanity check of the amortized LAN: A explains one F, so on a
+  randomised F the fair comparison is an A fitted to that F.
+
+  Returns:
+    ``x -> A(x)``.
+  """
+  lan_graphdef, state = initial_state(task.make_lan, config.lan)
+  step = training.jit(training.lan_update(
+      lan_graphdef, optimizer(config.lan), f_apply, task.lan_batch,
+      output_loss=task.output_loss, **lan_options(config.lan)),
+                      donate_argnums=0)
+  data = lan_data(task, f_params)
+  for i in range(num_steps):
+    state, _ = step(state, data, jax.random.fold_in(key, i))
+  return functools.partial(apply_fn(lan_graphdef), state['params'])
+
+
+def lan_training_seconds(workdir: str, task: Task) -> Optional[float]:
+  """A's training time from its log (sum of the logged intervals / rates)."""
+  rates = training.read_metric(
+      os.path.join(task_dir(workdir, task), 'metrics_lan.jsonl'),
+      'steps_per_sec')
+  if not rates:
+    return None
+  seconds, last = 0.0, 0
+  for step, rate in rates:
+    if rate > 0 and step > last:
+      seconds += (step - last) / rate
+      last = step
+  return seconds
+
+
+def compare_methods(config: Config, task: Task, trained: Trained, x, *,
+                    workdir: str, region=None, score=None,
+                    mask_shape=None) -> dict:
+  """The comparison table of every method of ``config.eval.methods``.
+
+  `lanjax.evaluation.compare` on F's test examples ``x``: deletion and
+  insertion AUC under each removal operator, pointing game and mass in
+  ``region`` where given, cascading randomisation of F's parameters (the
+  LAN's row refits A on the fully randomised F for
+  ``config.eval.sanity_lan_steps``), time per explanation, and for the LAN its
+  training time and the number of explanations after which it is cheaper
+  than each other method. Writes ``comparison.md`` and
+  ``perturbation_curves.png`` into ``workdir``.
+
+  Returns:
+    The table (JSON-able), with ``'amortisation'``.
+  """
+  from lanjax.experiments import figures  # pylint: disable=g-import-not-at-top
+  n = min(config.eval.compare_examples, x.shape[0])
+  key = jax.random.fold_in(task.keys[2], 7)
+  table = evaluation.compare(
+      explainers(config, task, trained, mask_shape), trained.f_apply,
+      trained.f_params, x[:n], key=key, removals=removals(config, task),
+      region=None if region is None else region[:n],
+      num_steps=config.eval.curve_steps,
+      randomize=evaluation.cascading_randomization, score=score,
+      batch_size=config.eval.compare_batch or None,
+      num_bootstrap=config.eval.num_bootstrap)
+  lan_row = table['methods'].get('lan')
+  steps = config.eval.get('sanity_lan_steps', 0)
+  if lan_row is not None and steps:
+    _, randomised = evaluation.cascading_randomization(
+        trained.f_params, jax.random.fold_in(key, 1))[-1]
+    a_random = refit_lan(config, task, trained.f_apply, randomised,
+                         num_steps=steps, key=jax.random.fold_in(key, 2))
+    layer = [m for m in table['metrics'] if m.startswith('sanity_rank_corr/')]
+    corr = np.concatenate([
+        np.asarray(metrics_lib.rank_correlation(
+            metrics_lib.importance(trained.a(x[b])),
+            metrics_lib.importance(a_random(x[b]))))
+        for b in np.array_split(np.arange(n), max(1, n // 50))])
+    mean, low, high = metrics_lib.bootstrap_ci(
+        corr, num=config.eval.num_bootstrap)
+    if layer:
+      lan_row[layer[-1]] = {'mean': mean, 'low': low, 'high': high,
+                            'note': f'A refit for {steps} steps on the fully '
+                                    'randomised F'}
+    lan_row['sanity_pass'] = bool(high < 0.5)
+  seconds = lan_training_seconds(workdir, task)
+  if lan_row is not None and seconds is not None:
+    t_lan = lan_row['seconds_per_example']['mean']
+    table['amortisation'] = {
+        'lan_training_seconds': seconds,
+        'break_even_explanations': {
+            name: (seconds / (row['seconds_per_example']['mean'] - t_lan)
+                   if row['seconds_per_example']['mean'] > t_lan else None)
+            for name, row in table['methods'].items() if name != 'lan'},
+    }
+  io.write_text(os.path.join(workdir, 'comparison.md'),
+                evaluation.markdown_table(table) + '\n')
+  figures.perturbation_curves(
+      table, os.path.join(workdir, 'perturbation_curves.png'))
+  return table
+
+
+# ----------------------------------------------------------------------------
+# Claims that can fail.
+
+
+def claim(values, *, above: float, statement: str, baseline=None,
+          num_bootstrap: int = 1_000) -> dict:
+  """A claim about a mean over test examples, with its effect size and CI.
+
+  Holds when the lower end of the 95% bootstrap interval of
+  ``mean(values) - mean(baseline)`` (or of ``mean(values)`` without a
+  baseline) is above ``above``: a strict inequality with no margin would
+  hold on an untrained F by noise alone. With a baseline the two samples
+  are resampled independently (paired differences should be passed as
+  ``values``).
+
+  Returns:
+    ``{'holds', 'effect', 'ci95', 'threshold', 'statement'}``.
+  """
+  v = np.asarray(values, np.float64).reshape(-1)
+  if baseline is None:
+    effect, low, high = metrics_lib.bootstrap_ci(v, num=num_bootstrap)
+  else:
+    b = np.asarray(baseline, np.float64).reshape(-1)
+    rng = np.random.default_rng(0)
+    diffs = (v[rng.integers(0, v.size, (num_bootstrap, v.size))].mean(-1)
+             - b[rng.integers(0, b.size, (num_bootstrap, b.size))].mean(-1))
+    effect = float(v.mean() - b.mean())
+    low, high = (float(q) for q in np.quantile(diffs, [0.025, 0.975]))
+  return {'holds': bool(low > above), 'effect': effect, 'ci95': [low, high],
+          'threshold': float(above), 'statement': statement}
