@@ -49,30 +49,40 @@ EXPECTED_WARNINGS = (
     r'OpenCV is not installed',
     r'No dataset_info\.json|dataset_info\.json.*(not found|does not exist)',
 )
+# Errors that orbax logs from its background threads and then raises again in
+# the main thread, where the CLI reports them in one message.
+EXPECTED_ERRORS = (
+    r'_SignalingThread\.run\(\) raised an exception',
+    r'Failed to run \d+ Handler Commit operations',
+    r'Save Finalize thread \(save_finalize\) failed',
+)
 
 
 class _ExpectedWarnings(py_logging.Filter):
   """Drops the log records whose message matches `EXPECTED_WARNINGS`."""
 
-  def __init__(self, patterns):
+  def __init__(self, patterns, errors=()):
     super().__init__()
     self.pattern = re.compile('|'.join(f'(?:{p})' for p in patterns))
+    self.errors = re.compile('|'.join(f'(?:{p})' for p in errors) or '$^')
 
   def filter(self, record):
-    if record.levelno > py_logging.WARNING:
-      return True
     try:
       message = record.getMessage()
     except Exception:  # pylint: disable=broad-except
       return True
+    if record.levelno > py_logging.WARNING:
+      return not self.errors.search(message)
     return not self.pattern.search(message)
 
 
-def quiet_expected_warnings(patterns=EXPECTED_WARNINGS) -> py_logging.Filter:
+def quiet_expected_warnings(patterns=EXPECTED_WARNINGS,
+                            errors=EXPECTED_ERRORS) -> py_logging.Filter:
   """Filters the absl warnings of `EXPECTED_WARNINGS` (once per process).
 
-  Only WARNING and lower records whose message matches are dropped; errors
-  and any other warning still reach the log.
+  WARNING and lower records matching ``patterns`` are dropped, and ERROR
+  records matching ``errors`` (orbax's background-thread reports of an error
+  it raises again in the caller); any other warning or error still shows.
 
   Returns:
     The filter installed on the ``absl`` logger (remove it with
@@ -82,7 +92,7 @@ def quiet_expected_warnings(patterns=EXPECTED_WARNINGS) -> py_logging.Filter:
   for f in logger.filters:
     if isinstance(f, _ExpectedWarnings):
       return f
-  f = _ExpectedWarnings(patterns)
+  f = _ExpectedWarnings(patterns, errors)
   logger.addFilter(f)
   return f
 
@@ -94,6 +104,12 @@ def error_message(e: BaseException) -> str:
   errno (no space left, permission denied) with the path; an error that is
   not one of lanjax's (a bug) names its type and asks for ``--verbose``.
   """
+  text = str(e).strip() or repr(e)
+  notes = getattr(e, '__notes__', None)
+  if notes:
+    text += '\n' + '\n'.join(notes)
+  if type(e).__module__.startswith('lanjax'):
+    return text
   os_error = _find_os_error(e)
   if os_error is not None and os_error.errno in (errno.ENOSPC, errno.EDQUOT):
     return (f'No space left on the device ({workdir_lib.describe_os_error(os_error)}'
@@ -102,14 +118,10 @@ def error_message(e: BaseException) -> str:
             'complete checkpoint.')
   if os_error is not None and os_error.errno in (errno.EACCES, errno.EPERM,
                                                  errno.EROFS):
-    return (f'Permission denied ({workdir_lib.describe_os_error(os_error)}). '
+    return (f'Cannot write ({workdir_lib.describe_os_error(os_error)}). '
             'Fix the permissions, or use a --workdir (and data dir) you can '
             'write to.')
-  text = str(e).strip() or repr(e)
-  notes = getattr(e, '__notes__', None)
-  if notes:
-    text += '\n' + '\n'.join(notes)
-  if type(e).__module__.startswith('lanjax') or _raised_by_lanjax(e):
+  if _raised_by_lanjax(e):
     return text
   return (f'{type(e).__name__}: {text}\n(an unexpected error: run the same '
           'command with --verbose for the traceback, and report it if it '
