@@ -180,9 +180,13 @@ def run(main: Callable[..., None], *, lock: bool = False) -> None:
       logging.set_verbosity(logging.WARNING)  # keep library INFO logs quiet
     if not verbose_flag.value:
       quiet_expected_warnings()
-    # SIGTERM (kill, a scheduler's preemption) unwinds like Ctrl-C, so the
-    # work dir's lock is released and open checkpoints closed.
-    signal.signal(signal.SIGTERM, _terminate)
+    # SIGTERM (kill, a scheduler's preemption) stops the run at once with
+    # its lock released: checkpoints are atomic and the logs are trimmed on
+    # resume, so nothing else needs unwinding (an exception raised from the
+    # handler could be swallowed where it lands in a gc or __del__ callback).
+    held = []
+    signal.signal(signal.SIGTERM,
+                  lambda signum, frame: _terminate(held))
     try:
       if config_flag.value.get('distributed', False):
         # Multi-host (TPU pod slices, GPU clusters): join the other processes
@@ -193,19 +197,18 @@ def run(main: Callable[..., None], *, lock: bool = False) -> None:
       workdir = workdir_flag.value or os.path.join('runs', config.experiment)
       workdir_lib.check_workdir(workdir, write=lock)
       if lock:
-        with workdir_lib.lock(workdir):
+        with workdir_lib.lock(workdir) as owner:
+          held.append((workdir, owner))
           main(config, workdir)
       else:
         main(config, workdir)
     except SystemExit:
       raise
-    except KeyboardInterrupt as e:
+    except KeyboardInterrupt:
       if verbose_flag.value:
         raise
-      terminated = isinstance(e, _Terminated)
-      _fail(('Terminated' if terminated else 'Interrupted') + '. Run the '
-            'same command again to resume from the last checkpoint.',
-            EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
+      _fail('Interrupted. Run the same command again to resume from the '
+            'last checkpoint.', EXIT_INTERRUPTED)
     except Exception as e:  # pylint: disable=broad-except
       if verbose_flag.value:
         raise
@@ -214,13 +217,12 @@ def run(main: Callable[..., None], *, lock: bool = False) -> None:
   app.run(_main, flags_parser=config_lib.parse_flags)
 
 
-class _Terminated(KeyboardInterrupt):
-  pass
-
-
-def _terminate(signum, frame):
-  del signum, frame
-  raise _Terminated()
+def _terminate(held):
+  for workdir, owner in held:
+    workdir_lib.release(workdir, owner)
+  print('ERROR: Terminated. Run the same command again to resume from the '
+        'last checkpoint.', file=sys.stderr, flush=True)
+  os._exit(EXIT_TERMINATED)  # pylint: disable=protected-access
 
 
 def _fail(message: str, code: int):

@@ -201,11 +201,16 @@ def lock(workdir: str) -> Iterator[dict]:
   try:
     yield owner
   finally:
-    if read_lock(workdir) == owner:
-      with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
+    release(workdir, owner)
+
+
+def release(workdir: str, owner: dict) -> None:
+  """Removes ``workdir``'s lock if ``owner`` holds it (else leaves it)."""
+  if read_lock(workdir) == owner:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(os.path.join(os.path.abspath(workdir), LOCK_NAME))
 
 
 __all__ = ['LOCK_NAME', 'WorkdirError', 'WorkdirLockedError', 'check_workdir',
-           'describe_os_error', 'describe_owner', 'is_stale', 'lock',
+           'describe_os_error', 'describe_owner', 'is_stale', 'lock', 'release',
            'read_lock']
