@@ -324,7 +324,9 @@ def check_mask(mask, *, name: str = 'mask') -> None:
   """
   if _is_tracer(mask) or not hasattr(mask, 'dtype'):
     return
-  check_range(mask, low=0.0, high=1.0, name=f'The {name} A(x)', hint=(
+  # On the host with NumPy: a concrete mask may be a constant inside a jit
+  # trace, where jnp operations would be staged.
+  check_range(np.asarray(mask), low=0.0, high=1.0, name=f'The {name} A(x)', hint=(
       'Outside [0, 1], eq. 2 extrapolates beyond the input and the noise and '
       'the objective is unbounded. Squash A\'s output into [0, 1] (e.g. '
       'jax.nn.sigmoid), or jnp.clip it.'))
