@@ -14,4 +14,4 @@ def main(config, workdir):
 
 
 if __name__ == '__main__':
-  cli.run(main)
+  cli.run(main, lock=False)

@@ -6,6 +6,9 @@
 
 Re-running the same command in the same --workdir resumes from the latest
 checkpoints; a finished run only re-evaluates. The data are loaded once.
+One run per --workdir: a second train.py on a work dir in use is refused
+(evaluate.py may read it).
+Errors print one message and exit 1; --verbose prints the traceback.
 """
 
 from lanjax import cli
@@ -20,4 +23,4 @@ def main(config, workdir):
 
 
 if __name__ == '__main__':
-  cli.run(main)
+  cli.run(main, lock=True)

@@ -36,17 +36,28 @@ def corrupt(x, mask, noise):
   Args:
     x: input, shape ``(..., *d)``.
     mask: attention mask in ``[0, 1]``, broadcastable to ``x`` (for example
-      ``(B, H, W, 1)`` for an RGB input ``(B, H, W, 3)``).
+      ``(B, H, W, 1)`` for an RGB input ``(B, H, W, 3)``). A concrete mask
+      outside ``[0, 1]`` is rejected (eq. 2 would extrapolate); a traced one
+      is not checked (see `lanjax.validation` for a checked mode).
     noise: a noise sample of ``x``'s shape.
 
   Returns:
     The corrupted input, of ``x``'s shape.
+
+  Raises:
+    TypeError if an argument is not an array (a list, dict, None);
+    ValueError for a mask outside [0, 1] or shapes that do not fit.
 
   Example:
     >>> import jax.numpy as jnp
     >>> corrupt(jnp.array([1., 2.]), jnp.array([0., 1.]), jnp.array([9., 9.]))
     Array([1., 9.], dtype=float32)
   """
+  from lanjax import validation  # pylint: disable=g-import-not-at-top
+  validation.check_array(x, name='x')
+  validation.check_array(mask, name='mask')
+  validation.check_array(noise, name='noise')
+  validation.check_mask(mask)
   check_broadcastable(jnp.shape(mask), jnp.shape(x))
   if jnp.shape(noise) != jnp.shape(x):
     raise ValueError(

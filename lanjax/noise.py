@@ -38,7 +38,12 @@ class ConstantNoise:
   def sample(self, key, x, num_samples: int):
     """Returns ``num_samples`` copies of ``c * ones_like(x)``: ``(K, *x.shape)``."""
     del key
-    _check_num_samples(num_samples)
+    _check_sample_args(x, num_samples)
+    if not isinstance(self.value, (int, float, np.number)) and not hasattr(
+        self.value, 'dtype'):
+      raise TypeError(
+          f'ConstantNoise.value must be a number or an array broadcastable to '
+          f'an example, got {self.value!r:.80} ({type(self.value).__name__}).')
     c = jnp.asarray(self.value, dtype=jnp.result_type(x))
     return jnp.broadcast_to(c, (num_samples,) + jnp.shape(x))
 
@@ -83,7 +88,7 @@ class BootstrapNoise:
 
   def sample(self, key, x, num_samples: int):
     """Returns ``(K, *x.shape)`` draws from the pool (after ``transform``)."""
-    _check_num_samples(num_samples)
+    _check_sample_args(x, num_samples, batch=True)
     pool = self.pool
     x_shape = jnp.shape(x)
     draw_key, transform_key = jax.random.split(key)
@@ -101,8 +106,16 @@ class BootstrapNoise:
     return eta.astype(jnp.result_type(x))
 
 
+def _check_sample_args(x, num_samples, *, batch=False):
+  from lanjax import validation  # pylint: disable=g-import-not-at-top
+  validation.check_array(x, name='x (the batch to draw noise for)',
+                         min_ndim=1 if batch else 0, batch=batch)
+  _check_num_samples(num_samples)
+
+
 def _check_num_samples(num_samples):
-  if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+  if (isinstance(num_samples, bool)
+      or not isinstance(num_samples, (int, np.integer)) or num_samples < 1):
     raise ValueError(
         f'The number of noise samples K must be a positive int, got '
         f'{num_samples!r}.')

@@ -39,8 +39,20 @@ def lan_terms(
   ordered example-major (all samples of example 0 first), so F must treat
   the examples of a batch independently, as a trained network in inference
   mode does. With ``chunk_size``, F sees ``B * chunk_size`` inputs at a time.
-  See `lan_loss` for the arguments.
+  See `lan_loss` for the arguments (and for F returning a pytree).
   """
+  from lanjax import validation  # pylint: disable=g-import-not-at-top
+  if not callable(f):
+    raise TypeError(f'f (the black box F) must be callable, got '
+                    f'{type(f).__name__}.')
+  if not callable(output_loss):
+    raise TypeError(f'output_loss must be callable (output, target) -> (B,), '
+                    f'got {type(output_loss).__name__}.')
+  validation.check_array(x, name='x', min_ndim=1, batch=True)
+  validation.check_array(mask, name='mask', min_ndim=1)
+  validation.check_array(noise, name='noise (K samples per example, see '
+                         'lanjax.noise)', min_ndim=2, batch=True)
+  validation.check_mask(mask)
   x = jnp.asarray(x)
   mask = jnp.asarray(mask)
   noise = jnp.asarray(noise)
@@ -56,7 +68,9 @@ def lan_terms(
         'lanjax.noise).')
   if target is None:
     target = f(x)
+  validation.output_leaves(target, what='the clean input x')
   target = jax.lax.stop_gradient(target)
+  target_struct = jax.tree.structure(target)
 
   batch, example_shape = x.shape[0], x.shape[1:]
 
@@ -70,19 +84,29 @@ def lan_terms(
     z = corruption.corrupt(jnp.broadcast_to(x[:, None], eta.shape),
                            jnp.broadcast_to(mask, x.shape)[:, None], eta)
     out = f(z.reshape((batch * c,) + example_shape))
-    out_shape = jnp.shape(out)
-    if out_shape[:1] != (batch * c,):
+    validation.output_leaves(out, what='the corrupted inputs')
+    if jax.tree.structure(out) != target_struct:
       raise ValueError(
-          f'F returns shape {out_shape} on a batch of {batch * c} corrupted '
-          f'inputs ({c} noise samples of each of the {batch} examples); F '
-          'must return one output per example of its batch.')
-    if out_shape[1:] != jnp.shape(target)[1:]:
-      raise ValueError(
-          f'F returns shape {(batch,) + out_shape[1:]} on the corrupted input '
-          f'but {jnp.shape(target)} on the clean input; F must map inputs of '
-          'one shape to outputs of one shape.')
-    out = out.reshape((batch, c) + jnp.shape(out)[1:])
-    return jax.vmap(lambda o: output_loss(o, target), in_axes=1)(out)
+          f'F returns {jax.tree.structure(out)} on the corrupted inputs but '
+          f'{target_struct} on the clean input (or on the given target); F '
+          'must return outputs of one structure.')
+    per_leaf = []
+    for o, t in zip(jax.tree.leaves(out), jax.tree.leaves(target)):
+      out_shape = jnp.shape(o)
+      if out_shape[:1] != (batch * c,):
+        raise ValueError(
+            f'F returns shape {out_shape} on a batch of {batch * c} corrupted '
+            f'inputs ({c} noise samples of each of the {batch} examples); F '
+            'must return one output per example of its batch.')
+      if out_shape[1:] != jnp.shape(t)[1:]:
+        raise ValueError(
+            f'F returns shape {(batch,) + out_shape[1:]} on the corrupted input '
+            f'but {jnp.shape(t)} on the clean input; F must map inputs of '
+            'one shape to outputs of one shape.')
+      o = o.reshape((batch, c) + out_shape[1:])
+      per_leaf.append(jax.vmap(lambda o, t=t: output_loss(o, t),
+                               in_axes=1)(o))
+    return functools.reduce(jnp.add, per_leaf)
 
   num_samples = noise.shape[0]
   if chunk_size is not None and (
@@ -215,13 +239,27 @@ def lan_loss(
   Equinox module, a bare function); its output on the clean input is a
   constant target: no gradient flows into it.
 
+  F may return a pytree of arrays (e.g. a Flax model's dict of logits), each
+  leaf ``(B, *l)``: ``output_loss`` is then applied to each leaf and the
+  per-example losses are summed over leaves. To use one leaf only, or weigh
+  them, pass ``lambda x: model(x)['logits']`` as F or a weighting F.
+
+  Arguments are checked before tracing: arrays (not lists or dicts), a
+  non-empty batch, ``beta`` a finite number >= 0, callables for ``f`` and
+  ``output_loss``, F's output arrays. A concrete mask outside ``[0, 1]`` is
+  rejected (eq. 2 would extrapolate and the objective be unbounded below);
+  a traced mask (under jit/grad) is not, see `lanjax.validation` for a
+  checked mode with `jax.experimental.checkify`.
+
   Args:
-    f: the black box, mapping a batch ``(B, *d)`` to outputs ``(B, *l)``.
-    x: clean inputs, ``(B, *d)``.
+    f: the black box, mapping a batch ``(B, *d)`` to outputs ``(B, *l)`` (or
+      a pytree of such arrays).
+    x: clean inputs, ``(B, *d)``, ``B >= 1``.
     mask: the attention mask ``A(x)`` in ``[0, 1]``, ``(B, *m)`` broadcastable
       to ``x`` (e.g. one channel tiled over the input's channels).
     noise: ``K`` noise samples per example, ``(K, B, *d)``; see `lanjax.noise`.
-    beta: weight of the mean mask (the corruption reward), ``beta > 0``.
+    beta: weight of the mean mask (the corruption reward), ``beta >= 0``
+      (0: the fidelity term alone).
     output_loss: per-example ``L_F(output, target) -> (B,)``; defaults to
       cross-entropy between logits (`lanjax.losses`).
     target: optional precomputed ``F(x)``.
@@ -238,6 +276,13 @@ def lan_loss(
   Returns:
     The objective: a scalar, or ``(B,)`` with ``reduction='none'``.
 
+  Raises:
+    TypeError: an argument of the wrong kind (a list for an array, a string
+      or array for ``beta``, F returning no arrays).
+    ValueError: an empty batch, ``beta < 0``, a concrete mask outside
+      ``[0, 1]``, or shapes that do not fit (each message names the argument
+      and the fix).
+
   Example:
     >>> import jax, jax.numpy as jnp
     >>> import lanjax
@@ -248,6 +293,8 @@ def lan_loss(
     >>> lanjax.lan_loss(f, x, mask, noise, beta=1.).shape
     ()
   """
+  from lanjax import validation  # pylint: disable=g-import-not-at-top
+  validation.check_scalar(beta, name='beta', nonnegative=True)
   if reduction not in ('mean', 'sum', 'none'):
     raise ValueError(
         f"Unknown reduction {reduction!r}; expected 'mean', 'sum' or 'none'.")

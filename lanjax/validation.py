@@ -3,7 +3,18 @@
 * `check_finite` - no NaN or inf anywhere in a pytree of arrays;
 * `check_range` - values inside a stated range (e.g. images in ``[0, 1]``);
 * `check_lan_setup` - shapes of F, A, x and the noise agree, checked with
-  `jax.eval_shape` (nothing is computed or compiled).
+  `jax.eval_shape` (nothing is computed or compiled);
+* `check_array`, `check_scalar`, `check_mask` - the Python-level argument
+  checks of the pure API (`corrupt`, `lan_loss`, `lan_terms`, the noise
+  samplers), run before tracing.
+
+Masks outside [0, 1] make eq. 2 extrapolate (``x~`` leaves the segment
+between ``x`` and the noise) and the objective unbounded below (the
+``-beta * mean(A)`` reward grows without limit). The pure API rejects them
+where the mask is concrete (an eager call). Under `jax.jit` or `jax.grad` the
+mask is traced and cannot be looked at; for a checked mode, call
+``check_range(mask, low=0., high=1.)`` inside the function and wrap it in
+`jax.experimental.checkify.checkify` (see `check_range`).
 
 `check_finite` and `check_range` work on concrete arrays (NumPy or JAX,
 outside `jax.jit`). Inside a jitted function they emit `checkify` checks
@@ -19,9 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lanjax import corruption
 from lanjax import losses as losses_lib
-from lanjax import objective
 
 
 def _float_leaves(tree):
@@ -191,6 +200,8 @@ def check_lan_setup(
     >>> shapes['noise'].shape
     (3, 2, 4)
   """
+  from lanjax import corruption  # pylint: disable=g-import-not-at-top
+  from lanjax import objective  # pylint: disable=g-import-not-at-top
   x_shape = tuple(jnp.shape(x))
   if len(x_shape) < 1:
     raise ValueError(
@@ -223,3 +234,116 @@ def check_lan_setup(
             'fidelity_loss': fidelity_loss}
 
   return jax.eval_shape(run, x, noise)
+
+
+# ----------------------------------------------------------------------------
+# Argument checks of the pure API (before tracing).
+
+
+def _container_hint(value) -> str:
+  return (f'a {type(value).__name__}; pass an array instead (e.g. '
+          'jnp.asarray(...), or jnp.stack for a list of examples)')
+
+
+def check_array(x, *, name: str, min_ndim: int = 0, batch: bool = False):
+  """Checks that ``x`` is an array (not a list, dict or string).
+
+  Args:
+    x: the argument.
+    name: its name in the message, e.g. ``'x'``.
+    min_ndim: the fewest axes it may have.
+    batch: ``x`` holds a batch on its first axis, which must not be empty.
+
+  Raises:
+    TypeError for a container, string or None; ValueError for too few axes
+    or an empty batch. Tracers (inside jit/grad) pass: only their static
+    shape is checked.
+  """
+  if isinstance(x, (list, tuple, dict, set, str, bytes)) or x is None:
+    raise TypeError(f'{name} must be an array, got {_container_hint(x)}.')
+  if not hasattr(x, 'shape'):
+    if isinstance(x, (bool, int, float, complex, np.generic)):
+      shape = ()
+    else:
+      raise TypeError(
+          f'{name} must be an array, got a {type(x).__name__} ({x!r:.80}).')
+  else:
+    shape = tuple(x.shape)
+  if len(shape) < min_ndim:
+    raise ValueError(
+        f'{name} has shape {shape} but needs at least {min_ndim} axes'
+        + (' (a batch: add one with x[None])' if batch else '') + '.')
+  if batch and shape and shape[0] == 0:
+    raise ValueError(
+        f'{name} is an empty batch (shape {shape}): the objective averages '
+        'over its examples and would be NaN. Pass at least one example.')
+
+
+def check_scalar(value, *, name: str, positive: bool = False,
+                 nonnegative: bool = False) -> None:
+  """Checks a Python-level scalar argument such as ``beta``.
+
+  Accepts a Python or NumPy number or a 0-d array; a traced value (inside
+  jit/grad) is checked only for its shape.
+
+  Raises:
+    TypeError for bools, strings, containers, arrays with axes; ValueError
+    for NaN/inf, a value <= 0 where ``positive``, < 0 where
+    ``nonnegative``.
+  """
+  if isinstance(value, bool) or isinstance(value, (str, bytes, list, tuple,
+                                                   dict)) or value is None:
+    raise TypeError(
+        f'{name} must be a number, got '
+        f'{value!r:.80} ({type(value).__name__}).')
+  if hasattr(value, 'shape') and tuple(value.shape) != ():
+    raise TypeError(
+        f'{name} must be a scalar, got an array of shape {tuple(value.shape)}.')
+  if _is_tracer(value):
+    return
+  try:
+    v = float(np.asarray(value))
+  except (TypeError, ValueError):
+    raise TypeError(
+        f'{name} must be a number, got {value!r:.80} '
+        f'({type(value).__name__}).') from None
+  if not np.isfinite(v):
+    raise ValueError(f'{name} must be finite, got {v}.')
+  if (positive and v <= 0) or (nonnegative and v < 0):
+    raise ValueError(
+        f'{name} must be {"> 0" if positive else ">= 0"}, got {v}.' + (
+            ' beta weighs the reward for a large mask (eq. 3); with beta < 0 '
+            'corruption is penalised and the best mask corrupts nothing. '
+            'Use beta > 0 (0 leaves the fidelity term alone).'
+            if name == 'beta' else ''))
+
+
+def check_mask(mask, *, name: str = 'mask') -> None:
+  """Rejects a concrete mask with values outside [0, 1] (see module doc).
+
+  A traced mask is not checked here; use `check_range` under `checkify`.
+  """
+  if _is_tracer(mask) or not hasattr(mask, 'dtype'):
+    return
+  # On the host with NumPy: a concrete mask may be a constant inside a jit
+  # trace, where jnp operations would be staged.
+  check_range(np.asarray(mask), low=0.0, high=1.0, name=f'The {name} A(x)', hint=(
+      'Outside [0, 1], eq. 2 extrapolates beyond the input and the noise and '
+      'the objective is unbounded. Squash A\'s output into [0, 1] (e.g. '
+      'jax.nn.sigmoid), or jnp.clip it.'))
+
+
+def output_leaves(out, *, what: str):
+  """The array leaves of F's output (an array or a pytree of arrays).
+
+  Raises:
+    TypeError naming what F returned when it is not arrays.
+  """
+  leaves = jax.tree.leaves(out)
+  bad = [l for l in leaves if not hasattr(l, 'shape')]
+  if out is None or not leaves or bad:
+    got = type(bad[0]).__name__ if bad else type(out).__name__
+    raise TypeError(
+        f'F returned {got} on {what}; F must return an array (B, *l) or a '
+        'pytree of arrays (e.g. a dict of logits), one row per example.')
+  return leaves

@@ -428,3 +428,114 @@ def test_resuming_with_another_architecture_stops(tmp_path):
                  rng=jax.random.key(0), num_steps=20, workdir=str(tmp_path),
                  name='f', tensorboard=False)
   assert os.listdir(where) == ['10']  # nothing deleted, nothing overwritten
+
+
+# ----------------------------------------------------------------------------
+# The pure API checks its Python-level arguments before tracing.
+
+
+def _api_problem():
+  f = lambda x: x @ jnp.ones((4, 3))
+  x = jnp.ones((2, 4))
+  mask = jnp.full((2, 4), 0.5)
+  eta = ConstantNoise(0.).sample(jax.random.key(0), x, 3)
+  return f, x, mask, eta
+
+
+@pytest.mark.parametrize('beta, error, match', [
+    ('1', TypeError, r'beta must be a number, got .1. \(str\)'),
+    (True, TypeError, r'beta must be a number, got True \(bool\)'),
+    ([1.], TypeError, r'beta must be a number'),
+    (jnp.ones(2), TypeError, r'beta must be a scalar, got an array of shape'),
+    (-1., ValueError, r'beta must be >= 0, got -1.0. .*corruption is '
+                      r'penalised'),
+    (float('nan'), ValueError, r'beta must be finite'),
+])
+def test_lan_loss_checks_beta(beta, error, match):
+  f, x, mask, eta = _api_problem()
+  with pytest.raises(error, match=match):
+    lanjax.lan_loss(f, x, mask, eta, beta=beta)
+
+
+def test_lan_loss_accepts_beta_zero_and_traced_beta():
+  f, x, mask, eta = _api_problem()
+  lanjax.lan_loss(f, x, mask, eta, beta=0.)
+  jax.jit(lambda b: lanjax.lan_loss(f, x, mask, eta, beta=b))(1.)
+
+
+def test_containers_where_arrays_are_expected():
+  f, x, mask, eta = _api_problem()
+  with pytest.raises(TypeError, match=r'x must be an array, got a list; pass '
+                     r'an array instead \(e.g. jnp.asarray'):
+    lanjax.lan_terms(f, x.tolist(), mask, eta)
+  with pytest.raises(TypeError, match=r'mask must be an array, got a dict'):
+    lanjax.corrupt(x, {'m': mask}, x)
+  with pytest.raises(TypeError, match=r'x \(the batch to draw noise for\) '
+                     r'must be an array, got a list'):
+    BootstrapNoise(jnp.ones((5, 4))).sample(jax.random.key(0), [[1.] * 4], 2)
+  with pytest.raises(TypeError, match='ConstantNoise.value must be a number'):
+    ConstantNoise('0').sample(jax.random.key(0), x, 2)
+  with pytest.raises(TypeError, match='f .the black box F. must be callable'):
+    lanjax.lan_loss(None, x, mask, eta, beta=1.)
+
+
+def test_empty_batch_is_refused_before_tracing():
+  f, _, _, _ = _api_problem()
+  x = jnp.ones((0, 4))
+  with pytest.raises(ValueError, match=r'x is an empty batch \(shape \(0, 4\)\)'
+                     r'.*would be NaN. Pass at least one example'):
+    lanjax.lan_loss(f, x, jnp.ones((0, 4)), jnp.ones((3, 0, 4)), beta=1.)
+  with pytest.raises(ValueError, match='empty batch'):
+    BootstrapNoise(jnp.ones((5, 4))).sample(jax.random.key(0), x, 2)
+
+
+@pytest.mark.parametrize('bad', [1.5, -0.1])
+def test_concrete_mask_outside_unit_interval_is_refused(bad):
+  f, x, mask, eta = _api_problem()
+  mask = mask.at[0, 0].set(bad)
+  with pytest.raises(ValueError, match=r'The mask A\(x\) must lie in \[0.0, '
+                     r'1.0\] but has 1 of 8 values outside it.*sigmoid'):
+    lanjax.lan_loss(f, x, mask, eta, beta=1.)
+  with pytest.raises(ValueError, match=r'must lie in \[0.0, 1.0\]'):
+    lanjax.corrupt(x, mask, jnp.zeros_like(x))
+
+
+def test_traced_mask_checked_mode_with_checkify():
+  f, x, mask, eta = _api_problem()
+
+  def loss(m):
+    lanjax.check_range(m, low=0., high=1., name='mask')
+    return lanjax.lan_loss(f, x, m, eta, beta=1.)
+
+  # Traced, the mask is not checked by lan_loss itself (documented).
+  jax.jit(lambda m: lanjax.lan_loss(f, x, m, eta, beta=1.))(mask + 1.)
+  checked = jax.jit(checkify.checkify(loss))
+  err, _ = checked(mask)
+  err.throw()  # in range: no error
+  err, _ = checked(mask.at[0, 0].set(2.))
+  with pytest.raises(checkify.JaxRuntimeError, match='outside'):
+    err.throw()
+
+
+def test_f_output_that_is_not_arrays():
+  _, x, mask, eta = _api_problem()
+  with pytest.raises(TypeError, match=r'F returned str on the clean input x; '
+                     r'F must return an array \(B, \*l\) or a pytree'):
+    lanjax.lan_loss(lambda z: 'logits', x, mask, eta, beta=1.)
+  with pytest.raises(TypeError, match='F returned NoneType'):
+    lanjax.lan_loss(lambda z: None, x, mask, eta, beta=1.)
+
+
+def test_pytree_output_of_f_sums_leafwise_losses():
+  _, x, mask, eta = _api_problem()
+  w1, w2 = jnp.arange(12.).reshape(4, 3) / 10, jnp.ones((4, 5))
+  f1, f2 = lambda z: z @ w1, lambda z: z @ w2
+  both = lambda z: {'a': f1(z), 'b': f2(z)}
+  got = lanjax.lan_loss(both, x * jnp.arange(1., 3.)[:, None], mask, eta,
+                        beta=0.5, reduction='none')
+  xs = x * jnp.arange(1., 3.)[:, None]
+  want = (lanjax.lan_loss(f1, xs, mask, eta, beta=0.5, reduction='none')
+          + lanjax.lan_loss(f2, xs, mask, eta, beta=0., reduction='none'))
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  g = jax.grad(lambda m: lanjax.lan_loss(both, xs, m, eta, beta=0.5))(mask)
+  assert np.all(np.isfinite(g))

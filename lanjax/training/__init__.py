@@ -37,8 +37,8 @@ training.fit(...)``.
 """
 
 from lanjax.training.checkpoints import (
-    CheckpointError, CheckpointMismatchError, checkpoint_manager, load_state,
-    restore_latest)
+    CheckpointError, CheckpointMismatchError, CheckpointSaveError,
+    checkpoint_manager, load_state, restore_latest, save_state)
 from lanjax.training.logs import MetricLogger, read_metric
 from lanjax.training.loop import NonFiniteError, check_update, fit
 from lanjax.training.sharding import (
@@ -49,10 +49,11 @@ from lanjax.training.xla import compiler_options, jit, platform_of
 from lanjax.validation import check_lan_setup  # pylint: disable=unused-import
 
 __all__ = [
-    'CheckpointError', 'CheckpointMismatchError', 'MetricLogger',
+    'CheckpointError', 'CheckpointMismatchError', 'CheckpointSaveError',
+    'MetricLogger',
     'NonFiniteError', 'State', 'apply_gradients', 'check_divisible',
     'check_lan_setup', 'check_update', 'checkpoint_manager',
     'classifier_update', 'compiler_options', 'fit', 'init_state', 'jit',
     'lan_update', 'load_state', 'make_mesh', 'platform_of', 'read_metric',
-    'replicate', 'restore_latest', 'shard_batch',
+    'replicate', 'restore_latest', 'save_state', 'shard_batch',
 ]

@@ -7,8 +7,10 @@ named, never silently replaced by a fresh start.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import re
 import shutil
 from typing import Optional
 
@@ -27,6 +29,16 @@ class CheckpointMismatchError(ValueError):
   """A checkpoint holds another state than the one asked for (another config)."""
 
 
+class CheckpointSaveError(OSError):
+  """A checkpoint could not be written (e.g. no space left on the device).
+
+  Its ``errno`` is the underlying one (``errno.ENOSPC`` for a full disk).
+  """
+
+  def __str__(self):
+    return self.strerror
+
+
 def checkpoint_manager(directory, *, max_to_keep: int = 2,
                        cleanup_tmp: bool = False):
   """An orbax CheckpointManager over ``directory`` (atomic saves).
@@ -42,6 +54,68 @@ def checkpoint_manager(directory, *, max_to_keep: int = 2,
       options=ocp.CheckpointManagerOptions(
           max_to_keep=max_to_keep, create=True,
           cleanup_tmp_directories=cleanup_tmp))
+
+
+def _os_errno(e: BaseException):
+  """The errno behind ``e``: an OSError in its chain, or one that orbax /
+  TensorStore wrapped into a message (``[os_error_code='28']``)."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno is not None:
+      return e.errno
+    m = re.search(r"os_error_code='?(\d+)", str(e))
+    if m:
+      return int(m.group(1))
+    if 'No space left on device' in str(e):
+      return errno.ENOSPC
+    e = e.__cause__ or e.__context__
+  return None
+
+
+def save_state(manager, step: int, state, *, what: str = 'the training state',
+               last_good=None) -> None:
+  """Saves ``state`` as checkpoint ``step`` and waits until it is written.
+
+  Raises:
+    CheckpointSaveError (an OSError with the underlying errno) where writing
+    fails for lack of space, quota or permission: the message names the
+    checkpoint, the directory, the free space left and the checkpoint the
+    run resumes from. The half-written temporary directory is removed (an
+    interrupted save never replaces a complete checkpoint). Other errors
+    propagate unchanged.
+  """
+  directory = os.fspath(manager.directory)
+  try:
+    manager.save(step, args=ocp.args.StandardSave(state))
+    manager.wait_until_finished()
+  except Exception as e:  # pylint: disable=broad-except
+    code = _os_errno(e)
+    if code not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS,
+                    errno.EPERM):
+      raise
+    for name in os.listdir(directory) if os.path.isdir(directory) else ():
+      if name.startswith(f'{step}.') and 'tmp' in name:
+        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+    try:
+      usage = shutil.disk_usage(directory)
+      free = f'{usage.free / 2**20:.1f} MiB free of {usage.total / 2**20:.0f} MiB'
+    except OSError:
+      free = 'free space unknown'
+    resume = (f'it resumes from checkpoint {last_good}' if last_good is not None
+              else 'nothing was saved yet, so it starts over')
+    problem = ('no space left on the device' if code in (errno.ENOSPC,
+                                                       errno.EDQUOT)
+               else f'{os.strerror(code).lower()}')
+    fix = ('free some space (or point --workdir at a larger disk)'
+           if code in (errno.ENOSPC, errno.EDQUOT) else
+           'make the directory writable (or use another --workdir)')
+    raise CheckpointSaveError(
+        code,
+        f'Could not write checkpoint {step} of {what} in {directory}: '
+        f'{problem} ({free}). The incomplete checkpoint was removed and '
+        f'training stopped. To continue, {fix} and run the same command '
+        f'again: {resume}.') from e
 
 
 def _key_name(k) -> str:

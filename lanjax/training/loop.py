@@ -7,12 +7,12 @@ from typing import Callable, Optional
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 from lanjax import validation
 from lanjax.training.checkpoints import array_specs
 from lanjax.training.checkpoints import checkpoint_manager
 from lanjax.training.checkpoints import restore_latest
+from lanjax.training.checkpoints import save_state
 from lanjax.training.logs import MetricLogger
 from lanjax.training.sharding import replicate
 from lanjax.training.xla import jit
@@ -133,8 +133,8 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
           done == num_steps or (eval_every and done % eval_every == 0)):
         logger.write_eval(done, eval_fn(state))
       if save:
-        manager.save(done, args=ocp.args.StandardSave(state))
-        manager.wait_until_finished()
+        save_state(manager, done, state, what=f'[{name}]',
+                   last_good=last_good)
         last_good = done
   finally:
     manager.wait_until_finished()
