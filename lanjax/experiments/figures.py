@@ -191,7 +191,7 @@ def word_tables(rows, path, *, title='', max_doc_words=None, fontsize=9,
 
 
 def perturbation_curves(table, path, *, title=''):
-  """Deletion and insertion curves of every method (`lanjax.evaluation.compare`).
+  """Deletion and insertion curves of every method (`evaluation.compare`).
 
   One panel per curve kind (``deletion/<removal>``, ``insertion/<removal>``),
   one line per method: F's mean score against the fraction of components
