@@ -334,6 +334,8 @@ def test_autoencoder_needs_a_named_score():
     (lambda f, x: at.occlusion(
         f, x, noise=lanjax.BootstrapNoise(x)), 'key'),
     (lambda f, x: at.gradient(f, x, target=jnp.zeros(3, int)), 'target'),
+    (lambda f, x: at.gradient(f, x, target=jnp.zeros(2, int),
+                              score=_first_output), 'not both'),
     (lambda f, x: at.mask_optimisation(
         f, x, key=KEY, noise=lanjax.ConstantNoise(0.), beta=0.0), 'beta'),
     (lambda f, x: at.explainer('saliency'), 'Unknown attribution method'),
