@@ -341,7 +341,8 @@ def perturbation_curve(f, x, importance, *, key, removal: Callable,
   if mode not in ('deletion', 'insertion'):
     raise ValueError(
         f"mode must be 'deletion' or 'insertion', got {mode!r}.")
-  if not isinstance(num_steps, int) or num_steps < 1:
+  if (isinstance(num_steps, bool)
+      or not isinstance(num_steps, (int, np.integer)) or num_steps < 1):
     raise ValueError(f'num_steps must be a positive int, got {num_steps!r}.')
   x, importance = jnp.asarray(x), jnp.asarray(importance)
   if importance.shape[:1] != x.shape[:1]:

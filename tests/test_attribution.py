@@ -15,7 +15,8 @@ KEY = jax.random.key(0, impl='rbg')
 
 
 def _normal(shape, seed=0):
-  return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
+  return jnp.asarray(np.random.default_rng(seed).normal(size=shape),
+                     jnp.float32)
 
 
 def _uniform(shape, seed=0, low=0.0, high=1.0):
@@ -120,7 +121,7 @@ def test_smoothgrad_explains_the_clean_prediction():
 
 
 def _windows_reference(x, w, baseline, window, stride):
-  """Occlusion of s(x) = sum(w * x) by numpy loops, mean over covering windows."""
+  """Occlusion of s(x) = sum(w * x) by loops: mean over covering windows."""
   _, h, wd, _ = x.shape
   total = np.zeros(x.shape)
   count = np.zeros(x.shape)
@@ -295,7 +296,7 @@ def test_chunked_equals_unchunked(name, kwargs, chunk):
   # A threefry key: its draws under vmap equal a loop's (rbg's do not).
   key = jax.random.key(0)
   whole, chunked = jax.jit(lambda x: (
-      method(f, x, key=key, **kwargs),
+      method(f, x, key=key, chunk_size=None, **kwargs),
       method(f, x, key=key, chunk_size=chunk, **kwargs)))(x)
   np.testing.assert_allclose(chunked, whole, rtol=1e-4, atol=1e-6)
 
@@ -333,6 +334,8 @@ def test_autoencoder_needs_a_named_score():
     (lambda f, x: at.occlusion(
         f, x, noise=lanjax.BootstrapNoise(x)), 'key'),
     (lambda f, x: at.gradient(f, x, target=jnp.zeros(3, int)), 'target'),
+    (lambda f, x: at.gradient(f, x, target=jnp.zeros(2, int),
+                              score=_first_output), 'not both'),
     (lambda f, x: at.mask_optimisation(
         f, x, key=KEY, noise=lanjax.ConstantNoise(0.), beta=0.0), 'beta'),
     (lambda f, x: at.explainer('saliency'), 'Unknown attribution method'),

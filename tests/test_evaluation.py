@@ -1,4 +1,4 @@
-"""The evaluation protocol (lanjax.evaluation) and its metrics (lanjax.metrics)."""
+"""The evaluation protocol (lanjax.evaluation) and its metrics."""
 
 import doctest
 import json
@@ -7,12 +7,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from scipy import stats
 
 import lanjax
 from lanjax import attribution
 from lanjax import evaluation
 from lanjax import metrics
+from lanjax.models import ConvClassifier
 
 KEY = jax.random.key(0, impl='rbg')  # fast to compile on CPU
 
@@ -187,8 +189,6 @@ def test_bootstrap_ci_contains_the_mean_and_shrinks_with_more_examples():
 
 
 def test_cascading_randomization_goes_from_the_top_down():
-  from flax import nnx  # pylint: disable=g-import-not-at-top
-  from lanjax.models import ConvClassifier  # pylint: disable=g-import-not-at-top
   _, state = nnx.split(ConvClassifier((8, 8, 1), rngs=nnx.Rngs(0)))
   assert evaluation.layer_groups(state) == ['convs/0', 'convs/1', 'head']
   cascade = evaluation.cascading_randomization(state, KEY)

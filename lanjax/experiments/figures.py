@@ -248,7 +248,7 @@ def class_columns(images, importance, class_names, path, *, title='',
 
 
 def perturbation_curves(table, path, *, title=''):
-  """Deletion and insertion curves of every method (`lanjax.evaluation.compare`).
+  """Deletion and insertion curves of every method (`evaluation.compare`).
 
   One panel per curve kind (``deletion/<removal>``, ``insertion/<removal>``),
   one line per method: F's mean score against the fraction of components
