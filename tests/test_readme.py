@@ -32,3 +32,20 @@ def test_readme_test_command_is_what_ci_runs():
   assert 'python -m pytest -q tests' in _readme()
   for config in re.findall(r'configs/(\w+)\.py', _readme()):
     assert (ROOT / 'configs' / f'{config}.py').exists(), config
+
+
+def test_attribution_example_runs_and_ranks_the_read_inputs():
+  text = _readme()
+  section = text[text.index('## Attribution methods and one evaluation'):]
+  code = re.search(r'```python\n(.*?)```', section, re.S).group(1)
+  ns = {}
+  exec(compile(code, 'README.md', 'exec'), ns)  # pylint: disable=exec-used
+  table = ns['table']['methods']
+  # F reads the first 8 inputs: the real methods find them, random does not.
+  for name in ('integrated_gradients', 'occlusion'):
+    assert table[name]['mass_in_region']['low'] > 0.9, name
+    assert (table[name]['deletion_auc/noise']['high']
+            < table['random']['deletion_auc/noise']['low']), name
+  assert table['random']['mass_in_region']['high'] < 0.2
+  assert not table['random']['sanity_pass']
+  assert ns['ig'].shape == (4, 64)
