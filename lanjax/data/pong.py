@@ -376,6 +376,18 @@ class PongFrames(tfds.core.GeneratorBasedBuilder):
         yield start + j, {k: v[j] for k, v in shard.items()}
 
 
+def builder_kwargs(cfg: PongConfig) -> dict:
+  """``builder_kwargs`` for ``tfds.builder`` / ``tfds.data_source``.
+
+  A config equal to one of `PongFrames.BUILDER_CONFIGS` is passed by name
+  (TFDS refuses a config object named like a built-in one).
+  """
+  for known in PongFrames.BUILDER_CONFIGS:
+    if known.name == cfg.name:
+      return {'config': cfg.name}
+  return {'config': cfg}
+
+
 def load(split: str, *, num_train: int, num_test: int, seed: int = 0,
          shard_size: int = 10_000, data_dir: Optional[str] = None,
          limit: Optional[int] = None,
@@ -399,7 +411,7 @@ def load(split: str, *, num_train: int, num_test: int, seed: int = 0,
   cfg = config(num_train, num_test, seed=seed, shard_size=shard_size)
   out = tfds_data.load_arrays(NAME, split, keys, data_dir=data_dir,
                               download=True, limit=limit,
-                              builder_kwargs={'config': cfg})
+                              builder_kwargs=builder_kwargs(cfg))
   if 'image' in out:
     validation.check_range(out['image'], low=0, high=255,
                            name=f'Pong {split} frames')

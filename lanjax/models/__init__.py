@@ -3,5 +3,7 @@
 from lanjax.models.lan import LatentAttentionNetwork
 from lanjax.models.classifiers import ConvClassifier
 from lanjax.models.dan import DeepAveragingNetwork
+from lanjax.models.autoencoder import ConvAutoencoder
 
-__all__ = ['LatentAttentionNetwork', 'ConvClassifier', 'DeepAveragingNetwork']
+__all__ = ['LatentAttentionNetwork', 'ConvClassifier', 'DeepAveragingNetwork',
+           'ConvAutoencoder']
