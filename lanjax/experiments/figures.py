@@ -350,4 +350,75 @@ def sdc_focus_landscape(points, labels, xs, ys, values, path, *, title='',
   ax.legend(fontsize=7, markerscale=2)
   fig.colorbar(im, ax=ax, label=label)
   ax.set_title(title, fontsize=9)
+
+
+def frame_pairs(frames, maps, path, *, title='', cols=None, columns=None,
+                label='importance 1 - A(x)'):
+  """Fig. 5 (Pong): each RGB frame (top) above its map (bottom).
+
+  Args:
+    frames: ``(N, H, W, 3)`` in [0, 1].
+    maps: ``(N, H, W)`` or ``(N, H, W, 1)`` in [0, 1] (one colour scale).
+    path: the PNG to write.
+    title: figure title.
+    cols: frames per row (default: all in one row).
+    columns: optional ``(H, W)`` boolean region outlined on the maps (e.g.
+      the paddles' columns).
+    label: the colour bar's label.
+  """
+  frames, maps = np.asarray(frames), np.asarray(maps)
+  if maps.ndim == 4:
+    maps = maps[..., 0]
+  n = len(frames)
+  cols = cols or n
+  rows = 2 * int(np.ceil(n / cols))
+  fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.7 * rows),
+                           squeeze=False)
+  for ax in axes.ravel():
+    ax.axis('off')
+  im = None
+  for i in range(n):
+    r, c = 2 * (i // cols), i % cols
+    axes[r, c].imshow(np.clip(frames[i], 0, 1))
+    im = axes[r + 1, c].imshow(maps[i], cmap=CMAP, vmin=0, vmax=1)
+    if columns is not None:
+      axes[r + 1, c].contour(np.asarray(columns, float), levels=[0.5],
+                             colors='white', linewidths=0.5,
+                             linestyles='--')
+  fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label=label)
+  fig.suptitle(title, fontsize=9)
+  io.save_figure(fig, path, dpi=120, bbox_inches='tight')
+
+
+def input_output_pairs(inputs, outputs, path, *, titles=None, title='',
+                       footprints=None):
+  """Fig. 6 (Pong): inputs (top row) and F's reconstructions (bottom row).
+
+  Args:
+    inputs: ``(N, H, W, 3)`` in [0, 1], e.g. crafted frames.
+    outputs: ``(N, H, W, 3)`` in [0, 1], F's reconstructions.
+    path: the PNG to write.
+    titles: optional per-example titles (e.g. the placement and its error).
+    title: figure title.
+    footprints: optional ``(N, H, W)`` maps outlined (at 0.25) on both rows,
+      e.g. where a duplicate paddle was placed.
+  """
+  inputs, outputs = np.asarray(inputs), np.asarray(outputs)
+  n = len(inputs)
+  fig, axes = plt.subplots(2, n, figsize=(1.9 * n, 4.1), squeeze=False)
+  for i in range(n):
+    for row, img in ((0, inputs[i]), (1, outputs[i])):
+      ax = axes[row, i]
+      ax.imshow(np.clip(img, 0, 1))
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if footprints is not None:
+        ax.contour(np.asarray(footprints[i], float), levels=[0.25],
+                   colors='cyan', linewidths=0.6)
+    if titles is not None:
+      axes[0, i].set_title(titles[i], fontsize=7)
+  axes[0, 0].set_ylabel('input', fontsize=8)
+  axes[1, 0].set_ylabel('reconstruction', fontsize=8)
+  if title:
+    fig.suptitle(title, fontsize=9)
   io.save_figure(fig, path, dpi=120, bbox_inches='tight')

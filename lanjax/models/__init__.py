@@ -5,6 +5,8 @@ from lanjax.models.classifiers import ConvClassifier
 from lanjax.models.dan import DeepAveragingNetwork
 from lanjax.models.cifar import CifarConvNet, cifar_lan
 from lanjax.models.fcam import FCAM, MosaicCNN, sparsemax
+from lanjax.models.autoencoder import ConvAutoencoder
 
 __all__ = ['LatentAttentionNetwork', 'ConvClassifier', 'DeepAveragingNetwork',
-           'CifarConvNet', 'cifar_lan', 'FCAM', 'MosaicCNN', 'sparsemax']
+           'CifarConvNet', 'cifar_lan', 'FCAM', 'MosaicCNN', 'sparsemax',
+           'ConvAutoencoder']
