@@ -14,6 +14,26 @@ import jax.numpy as jnp
 import numpy as np
 
 from lanjax import corruption
+from lanjax import validation
+
+
+def _check_map_and_region(score, region, what: str):
+  """Both arrays with a non-empty batch axis and as many components each."""
+  validation.check_array(score, name=f'{what}: score', min_ndim=1, batch=True)
+  validation.check_array(region, name=f'{what}: region', min_ndim=1,
+                         batch=True)
+  s, r = tuple(np.shape(score)), tuple(np.shape(region))
+  if s[0] != r[0] or math.prod(s[1:]) != math.prod(r[1:]):
+    raise ValueError(
+        f'{what}: the score map has shape {s} but the region has shape {r}; '
+        'give one region per example with as many components as the map '
+        '(e.g. average an RGB map over its channels onto an (H, W) region).')
+
+
+def _check_num_steps(num_steps):
+  if (isinstance(num_steps, bool)
+      or not isinstance(num_steps, (int, np.integer)) or num_steps < 1):
+    raise ValueError(f'num_steps must be a positive int, got {num_steps!r}.')
 
 
 def importance(mask):
@@ -38,6 +58,7 @@ def mass_in_region(score, region):
     ``(B,)`` shares in ``[0, 1]``; an example with no mass gets the region's
     area share (what a uniform map would give).
   """
+  _check_map_and_region(score, region, 'mass_in_region')
   s, r = _flat(score), _flat(region).astype(score.dtype)
   total = s.sum(-1)
   inside = (s * r).sum(-1)
@@ -61,6 +82,7 @@ def pointing_game(score, region, *, rtol: float = 1e-6):
   Returns:
     ``(B,)`` hits in ``[0, 1]``.
   """
+  _check_map_and_region(score, region, 'pointing_game')
   s, r = _flat(score), _flat(region).astype(jnp.float32)
   top = s.max(-1, keepdims=True)
   span = top - s.min(-1, keepdims=True)
@@ -117,6 +139,15 @@ def deletion_curve(f, x, order, *, num_steps: int, baseline=0.0, classes=None):
     ``(curve, auc)``: ``(num_steps + 1, B)`` probabilities and ``(B,)`` areas
     (trapezoid rule over the fraction deleted, in ``[0, 1]``).
   """
+  _check_num_steps(num_steps)
+  validation.check_array(x, name='deletion_curve: x', min_ndim=2, batch=True)
+  validation.check_array(order, name='deletion_curve: order', min_ndim=2,
+                         batch=True)
+  if np.shape(order)[0] != np.shape(x)[0]:
+    raise ValueError(
+        f'deletion_curve: order has shape {np.shape(order)} but x has shape '
+        f'{np.shape(x)}; give one order (component indices, -1 padding) per '
+        'example.')
   x = jnp.asarray(x)
   valid = order >= 0
   rank = jnp.cumsum(valid, axis=-1) - 1  # rank of each entry of `order`
@@ -341,9 +372,7 @@ def perturbation_curve(f, x, importance, *, key, removal: Callable,
   if mode not in ('deletion', 'insertion'):
     raise ValueError(
         f"mode must be 'deletion' or 'insertion', got {mode!r}.")
-  if (isinstance(num_steps, bool)
-      or not isinstance(num_steps, (int, np.integer)) or num_steps < 1):
-    raise ValueError(f'num_steps must be a positive int, got {num_steps!r}.')
+  _check_num_steps(num_steps)
   x, importance = jnp.asarray(x), jnp.asarray(importance)
   if importance.shape[:1] != x.shape[:1]:
     raise ValueError(

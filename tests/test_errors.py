@@ -539,3 +539,25 @@ def test_pytree_output_of_f_sums_leafwise_losses():
   np.testing.assert_allclose(got, want, rtol=1e-6)
   g = jax.grad(lambda m: lanjax.lan_loss(both, xs, m, eta, beta=0.5))(mask)
   assert np.all(np.isfinite(g))
+
+
+def test_metrics_name_mismatched_maps_and_regions():
+  from lanjax import metrics  # pylint: disable=g-import-not-at-top
+  score = jnp.ones((2, 4, 4, 1))
+  with pytest.raises(ValueError, match='region has shape .*one region per'):
+    metrics.mass_in_region(score, jnp.ones((2, 5, 5), bool))
+  with pytest.raises(ValueError, match='pointing_game.*region has shape'):
+    metrics.pointing_game(score, jnp.ones((3, 4, 4), bool))
+  with pytest.raises(TypeError, match='mass_in_region: region must be an '
+                                      'array'):
+    metrics.mass_in_region(score, [[True]])
+  with pytest.raises(ValueError, match='empty batch'):
+    metrics.pointing_game(jnp.ones((0, 4)), jnp.ones((0, 4), bool))
+  # A region on the map's grid without its channel axis is fine.
+  assert metrics.mass_in_region(score, jnp.ones((2, 4, 4), bool)).shape == (2,)
+  with pytest.raises(ValueError, match='num_steps must be a positive int'):
+    metrics.deletion_curve(lambda x: x, jnp.ones((2, 3)),
+                           jnp.zeros((2, 3), jnp.int32), num_steps=0)
+  with pytest.raises(ValueError, match='one order .* per example'):
+    metrics.deletion_curve(lambda x: x, jnp.ones((2, 3)),
+                           jnp.zeros((3, 3), jnp.int32), num_steps=2)
