@@ -86,8 +86,19 @@ def test_quick_experiment_end_to_end_on_mock_data(tmp_path):
     assert 0.0 <= m['importance_mass_in_box'] <= 1.0
     assert m['f_step'] == config.f.num_steps
     assert m['lan_step'] == config.lan.num_steps
-  assert set(summary['claims']) >= {'blob_around_digit',
-                                    'corner_accuracy_drops_when_excluded'}
+  assert set(summary['claims']) >= {
+      'standard/blob_around_digit', 'corner/corner_accuracy_drops_when_excluded',
+      'standard/lan_mask_keeps_prediction_better_than_random_mask'}
+  # 100 steps of F on random mock images: every claim must fail (a claim
+  # that holds on an untrained run says nothing about the trained one).
+  assert not any(summary['claims'].values()), summary['claims']
+  for c in summary['claims_detail'].values():
+    assert c['ci95'][0] <= c['effect'] <= c['ci95'][1]
+  table = json.loads((tmp_path / 'standard' / 'metrics.json').read_text())[
+      'comparison']
+  assert set(table['methods']) == set(config.eval.methods)
+  assert 'sanity_pass' in table['methods']['lan']
+  assert (tmp_path / 'standard' / 'comparison.md').stat().st_size > 0
   # Explain an existing F from another work dir: F is loaded, not trained.
   config.f.init_from = str(tmp_path)
   config.domains = ('standard',)
