@@ -62,6 +62,7 @@ def get_config(arg=None):
   config.eval.small_digit_examples = 1_000
   config.eval.border_width = 3
   config.eval.centre_halfwidth = 5
+  config.eval.compare_domains = ('standard',)  # the attribution comparison
 
   if arg == 'paper':
     config.f.num_steps = 100_000

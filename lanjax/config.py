@@ -79,7 +79,7 @@ def base_config(experiment: str, *, dataset: str = '',
   c.eval.methods = ('lan', 'gradient', 'gradient_x_input', 'smoothgrad',
                     'integrated_gradients', 'occlusion', 'rise',
                     'mask_optimisation', 'random')
-  c.eval.compare_examples = 200  # 0: no comparison
+  c.eval.compare_examples = 100  # 0: no comparison
   c.eval.compare_batch = 50  # examples explained at once (memory)
   c.eval.curve_steps = 20  # deletion / insertion steps
   c.eval.removals = ('noise', 'blur', 'mean')  # noise: the task's own H
@@ -91,8 +91,8 @@ def base_config(experiment: str, *, dataset: str = '',
       'smoothgrad': {'num_samples': 50, 'sigma': 0.15},
       'integrated_gradients': {'num_steps': 50},
       'occlusion': {'window': 4, 'stride': 2},
-      'rise': {'num_masks': 1000, 'grid_size': 7},
-      'mask_optimisation': {'num_steps': 300, 'num_samples': 8},
+      'rise': {'num_masks': 500, 'grid_size': 7},
+      'mask_optimisation': {'num_steps': 100, 'num_samples': 8},
   })
   return c
 

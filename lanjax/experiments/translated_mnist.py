@@ -367,7 +367,8 @@ def evaluate_task(config, data, task, trained, workdir) -> dict:
                       'its mean elsewhere'),
     })
 
-  if config.eval.compare_examples:
+  if config.eval.compare_examples and domain in config.eval.get(
+      'compare_domains', DOMAINS):
     m['comparison'] = skeleton.compare_methods(
         config, task, trained, test['x'], workdir=workdir,
         region=stats['box'][..., 0])
