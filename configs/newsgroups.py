@@ -82,8 +82,12 @@ def get_config(arg=None):
 
   config.eval.top_k = 15
   config.eval.chunk = 128  # documents made dense at once
-  config.eval.deletion_docs = 2_000
-  config.eval.deletion_steps = 20
+  # The attribution comparison on the document's words (`compare_words`).
+  config.eval.compare_examples = 500
+  config.eval.compare_batch = 50
+  config.eval.curve_steps = 20
+  config.eval.method_settings.mask_optimisation.num_steps = 100
+  config.eval.method_settings.mask_optimisation.num_samples = 1
   config.eval.association_ratio = 3.0
   config.eval.association_min_docs = 5
   config.eval.table_min_words = 20  # distinct words of a table's document
@@ -108,8 +112,6 @@ def get_config(arg=None):
     config.log_every = 50
     config.checkpoint_every = 100
     config.eval.chunk = 16
-    config.eval.deletion_docs = 40
-    config.eval.deletion_steps = 5
     config.eval.association_min_docs = 1
     config.eval.table_min_words = 3
   elif arg:
