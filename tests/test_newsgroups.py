@@ -396,8 +396,32 @@ def test_real_tarball_preprocessing_counts():
 # End to end.
 
 
+def _without_timings(m):
+  """metrics.json without wall times (they differ between any two runs)."""
+  if isinstance(m, dict):
+    return {k: _without_timings(v) for k, v in m.items()
+            if k not in ('seconds_per_example',)}
+  if isinstance(m, list):
+    return [_without_timings(v) for v in m]
+  return m
+
+
+def _run(repo_root, tmp_path, work, *extra):
+  flags = ['--config', f'{repo_root}/configs/newsgroups.py:quick',
+           '--workdir', str(work), f'--config.data.data_dir={tmp_path}/tfds',
+           f'--config.data.manual_dir={tmp_path}/raw',
+           '--config.data.download=False', *extra]
+  r = subprocess.run([sys.executable, str(repo_root / 'train.py'), *flags],
+                     env=subprocess_env(), capture_output=True, text=True,
+                     timeout=600)
+  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+  return json.loads((work / 'metrics.json').read_text())
+
+
 @pytest.mark.slow
 def test_quick_train_then_evaluate(tmp_path, repo_root):
+  """Train then evaluate; the same run in one command gives the same
+  metrics.json (wall times aside); an untrained run makes every claim false."""
   make_tarball(tmp_path / 'raw')
   work = tmp_path / 'work'
   flags = ['--config', f'{repo_root}/configs/newsgroups.py:quick',
@@ -412,7 +436,8 @@ def test_quick_train_then_evaluate(tmp_path, repo_root):
                        timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
   for name in ('tables.md', 'tables.png', 'tables_all_classes.png',
-               'deletion_curve.png', 'metrics.json', 'vocab.txt'):
+               'deletion_curve.png', 'comparison.md', 'metrics.json',
+               'vocab.txt'):
     assert (work / name).is_file(), name
   m = json.loads((work / 'metrics.json').read_text())
   for key in ('f_test_accuracy', 'num_documents', 'vocab_size',
@@ -424,10 +449,34 @@ def test_quick_train_then_evaluate(tmp_path, repo_root):
   assert m['num_documents'] == {'train': 120, 'test': 60}
   assert m['vocab_size'] == 232  # 20 x 10 class + 30 shared words, end, UNK
   assert 0 <= m['topk_in_document_share'] <= 1
-  for key in ('auc_lan_order', 'auc_random_order'):
+  for key in ('auc_lan_order', 'auc_random_order',
+              'auc_gradient_x_input_order'):
     assert 0 <= m['deletion'][key] <= 1
+  for key in ('fidelity_excess_lan', 'fidelity_excess_uniform',
+              'static_rank_corr', 'rank_corr_with_gradient_x_input'):
+    assert key in m['diagnostics'], key
   assert 'strongly_associated' in m['definitions']
   tables = (work / 'tables.md').read_text()
   assert 'Table 1: comp.sys.mac.hardware' in tables
   assert 'Table 2: soc.religion.christian' in tables
   assert len(m['table_documents']) == 20
+  table = m['comparison']
+  assert set(table['methods']) == {
+      'lan', 'gradient', 'gradient_x_input', 'smoothgrad',
+      'integrated_gradients', 'mask_optimisation', 'random'}
+  assert set(table['left_out']) == {'occlusion', 'rise'}
+  for row in table['methods'].values():
+    for metric in ('deletion_auc/words', 'insertion_auc/words'):
+      v = row[metric]
+      assert 0 <= v['low'] <= v['mean'] <= v['high'] <= 1
+  assert (work / 'comparison.md').read_text().count('| lan |') == 1
+  # Reproducible: the same config in one command, in another work dir.
+  again = _run(repo_root, tmp_path, tmp_path / 'again')
+  assert _without_timings(again) == _without_timings(m)
+  # An untrained F and A: every claim is false.
+  untrained = _run(repo_root, tmp_path, tmp_path / 'untrained',
+                   '--config.f.num_steps=1', '--config.lan.num_steps=1')
+  assert untrained['claims'] and not any(
+      c['holds'] for c in untrained['claims'].values()), untrained['claims']
+  for c in untrained['claims'].values():
+    assert {'effect', 'ci95', 'threshold', 'statement'} <= set(c)

@@ -111,9 +111,36 @@ def make_f(config, vocab_size: int) -> DeepAveragingNetwork:
                               rngs=nnx.Rngs(config.seed))
 
 
-def make_lan(config, vocab_size: int) -> LatentAttentionNetwork:
-  return LatentAttentionNetwork((vocab_size,), tuple(config.lan.hidden),
-                                rngs=nnx.Rngs(config.seed + 1))
+class ShareInputLAN(nnx.Module):
+  """The LAN A reading a document's word shares instead of its raw counts.
+
+  ``A(x) = LAN(x n / sum(x))`` with ``n`` the number of distinct words of
+  the document: the counts rescaled so that a present word is 1 on average.
+  The DAN reads only the proportions, so A sees what F sees, at one scale
+  for short and long documents alike.
+  """
+
+  def __init__(self, vocab_size: int, hidden, *, rngs: nnx.Rngs):
+    self.lan = LatentAttentionNetwork((vocab_size,), tuple(hidden), rngs=rngs)
+
+  def __call__(self, x):
+    total = x.sum(-1, keepdims=True)
+    n = (x > 0).sum(-1, keepdims=True)
+    return self.lan(x * n / jnp.where(total > 0, total, 1.0))
+
+
+def make_lan(config, vocab_size: int):
+  """A: FC(100), FC(1000), FC(V, sigmoid); on the counts (the paper) or, with
+  ``config.lan.input == 'shares'``, on the word shares (`ShareInputLAN`)."""
+  kind = config.lan.get('input', 'counts')
+  if kind == 'counts':
+    return LatentAttentionNetwork((vocab_size,), tuple(config.lan.hidden),
+                                  rngs=nnx.Rngs(config.seed + 1))
+  if kind == 'shares':
+    return ShareInputLAN(vocab_size, config.lan.hidden,
+                         rngs=nnx.Rngs(config.seed + 1))
+  raise ValueError(f"config.lan.input must be 'counts' (the paper) or "
+                   f"'shares', got {kind!r}.")
 
 
 def _sample_docs(key, bow, labels, batch_size):
