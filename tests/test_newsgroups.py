@@ -463,7 +463,7 @@ def test_quick_train_then_evaluate(tmp_path, repo_root):
   table = m['comparison']
   assert set(table['methods']) == {
       'lan', 'gradient', 'gradient_x_input', 'smoothgrad',
-      'integrated_gradients', 'mask_optimisation', 'random'}
+      'integrated_gradients', 'mask_optimisation', 'random', 'lan_specific'}
   assert set(table['left_out']) == {'occlusion', 'rise'}
   for row in table['methods'].values():
     for metric in ('deletion_auc/words', 'insertion_auc/words'):
