@@ -525,8 +525,8 @@ def evaluate_task(config, data, task, trained, workdir) -> dict:
   figures.perturbation_curves(
       table, os.path.join(workdir, 'deletion_curve.png'),
       title=f'{n_cmp} test documents: F\'s probability of its prediction as '
-            'each method\'s most important words are deleted (left) or '
-            f'inserted (right); noise {config.lan.noise}, beta '
+            'each method\'s most important words\nare deleted (left) or '
+            f'inserted (right); LAN noise {config.lan.noise}, beta '
             f'{config.lan.beta:g}')
 
   dl = m['deletion']
