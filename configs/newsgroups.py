@@ -53,7 +53,26 @@ every count).
 Measured (default; the shared 2-core CPU at load ~20, 2026-11-23):
   python train.py --config configs/newsgroups.py --workdir /tmp/news_default
       --config.data.data_dir=/tmp/tfds_news
-  MEASURED_DEFAULT
+  took 33 min 46 s end to end (F ~9 min, A 1,500 steps ~22 min at 1.2
+  steps/s, evaluation ~2.5 min; alone on the machine about a third of
+  that). F test accuracy 0.789 (11,314 train / 7,531 test documents).
+  Deletion AUC of F's predicted-class probability over 300 test documents'
+  words (mean [95% CI]; lower is better): LAN 0.597 [0.562, 0.634], random
+  0.648 [0.618, 0.675], gradient 0.536, gradient x input 0.104 [0.086,
+  0.122], integrated gradients 0.104, SmoothGrad 0.156, per-example eq. 3
+  with this noise 0.119 [0.108, 0.130]. A at beta 50 corrupts most of the
+  document (mean A 0.93, fidelity loss 4.5 nats at the end): a better beta
+  for this noise is ~2 (A 500 steps on the same F, 200 documents: LAN
+  0.574 [0.537, 0.614] vs random 0.667, gradient x input 0.108; fidelity
+  loss 0.29; --config.lan.beta=2 --config.lan.num_steps=500). The amortized
+  A stays far from gradient x input: its importance on a document's words
+  is mostly a per-word prior (Spearman 0.65 at beta 50, 0.94 at beta 2,
+  with the word's mean importance over the test set), while the same
+  objective optimised per document ranks as well as the gradient methods.
+  Claims (`newsgroups.claims`): F accuracy > 70% holds (0.789 [0.779,
+  0.798]); LAN beats random by > 0.05 fails (0.050 [0.014, 0.083]); LAN
+  within 0.02 of gradient x input fails (-0.494 [-0.529, -0.461]); top-15
+  words class-associated > 5 points above vocabulary fails (0.005).
 
 Variants (``--config configs/newsgroups.py:VARIANT``):
   (none)    the default above.
