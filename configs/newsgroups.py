@@ -60,7 +60,10 @@ Measured (default; the shared 2-core CPU at load ~20, 2026-11-23):
   words (mean [95% CI]; lower is better): LAN 0.597 [0.562, 0.634], random
   0.648 [0.618, 0.675], gradient 0.536, gradient x input 0.104 [0.086,
   0.122], integrated gradients 0.104, SmoothGrad 0.156, per-example eq. 3
-  with this noise 0.119 [0.108, 0.130]. A at beta 50 corrupts most of the
+  with this noise 0.119 [0.108, 0.130]; the LAN's input-specific part
+  (1 - A(x) minus its test-set mean, row lan_specific) 0.538 [0.507,
+  0.566]. Re-running evaluate.py on the run reproduced every AUC to the
+  printed digits. A at beta 50 corrupts most of the
   document (mean A 0.93, fidelity loss 4.5 nats at the end): a better beta
   for this noise is ~2 (A 500 steps on the same F, 200 documents: LAN
   0.574 [0.537, 0.614] vs random 0.667, gradient x input 0.108; fidelity
