@@ -9,12 +9,14 @@ import tarfile
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
 
 from conftest import SHARED, subprocess_env
 from lanjax import metrics
+from lanjax.experiments import newsgroups
 from lanjax.data import newsgroups as ng
 from lanjax.data import tfds_data
 from lanjax.models import DeepAveragingNetwork
@@ -148,6 +150,39 @@ def test_dan_dropout_only_with_a_key():
     f(jnp.ones((3, 31)))
 
 
+def test_dan_window_average_is_the_dense_average_in_a_fixed_order():
+  f = _dan()
+  ids = jnp.array([[3, 5, 9, 0], [1, 2, 0, 0]])
+  counts = jnp.array([[2.0, 1.0, 4.0, 0.0], [1.0, 3.0, 0.0, 0.0]])
+  dense = jnp.zeros((2, 30)).at[jnp.arange(2)[:, None], ids].add(counts)
+  window = {'ids': ids, 'counts': counts}
+  np.testing.assert_allclose(f.average(window), f.average(dense), rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_allclose(f(window), f(dense), rtol=1e-5, atol=1e-5)
+  # Each document's sum has a fixed order: the same bits alone or in a batch.
+  one = f.average({'ids': ids[:1], 'counts': counts[:1]})
+  np.testing.assert_array_equal(f.average(window)[:1], one)
+  # An empty window averages to zero, as the empty dense document.
+  empty = {'ids': jnp.zeros((1, 4), jnp.int32), 'counts': jnp.zeros((1, 4))}
+  np.testing.assert_array_equal(f.average(empty), np.zeros((1, 8)))
+  with pytest.raises(ValueError, match='same shape'):
+    f.average({'ids': ids, 'counts': counts[:, :3]})
+  with pytest.raises(ValueError, match='integers'):
+    f.average({'ids': ids.astype(jnp.float32), 'counts': counts})
+
+
+def test_dan_word_dropout_on_a_window_drops_whole_words():
+  f = _dan(word_dropout_rate=0.5)
+  ids = jnp.tile(jnp.arange(6)[None], (64, 1))
+  counts = jnp.full((64, 6), 2.0)
+  window = {'ids': ids, 'counts': counts}
+  logits = f(window, dropout_key=jax.random.key(3))
+  assert logits.shape == (64, 20)
+  np.testing.assert_array_equal(f(window), f(window))  # no key: no dropout
+  assert not np.allclose(f(window, dropout_key=jax.random.key(1)),
+                         f(window, dropout_key=jax.random.key(2)))
+
+
 # ----------------------------------------------------------------------------
 # The deletion curve (lanjax.metrics) on a hand-computable F.
 
@@ -163,6 +198,95 @@ def test_deletion_curve_matches_hand_computation():
   np.testing.assert_allclose(curve[:, 0], expected, rtol=1e-5)
   trapezoid = ((expected[1:] + expected[:-1]) / 2).mean()
   np.testing.assert_allclose(auc[0], trapezoid, rtol=1e-5)
+
+
+def test_word_curves_insertion_puts_words_back_in_order():
+  w = jnp.array([3.0, 1.0, 0.0, 2.0])
+  f = lambda x: jnp.stack([x @ w, jnp.zeros(x.shape[0])], -1)
+  x = jnp.array([[1.0, 1.0, 0.0, 1.0]])
+  order = jnp.array([[3, 0, 1, -1]])
+  out = newsgroups.word_curves(f, x, order, num_steps=3)
+  sig = lambda z: 1 / (1 + np.exp(-z))
+  # Empty document, then word 3, then 3 and 0, then all three.
+  np.testing.assert_allclose(out['insertion'][0][:, 0],
+                             sig(np.array([0.0, 2.0, 5.0, 6.0])), rtol=1e-5)
+  np.testing.assert_allclose(out['deletion'][0][:, 0],
+                             sig(np.array([6.0, 4.0, 1.0, 0.0])), rtol=1e-5)
+  ins = sig(np.array([0.0, 2.0, 5.0, 6.0]))
+  np.testing.assert_allclose(out['insertion'][1][0],
+                             ((ins[1:] + ins[:-1]) / 2).mean(), rtol=1e-5)
+
+
+def _bow(docs, v):
+  return jax.tree.map(jnp.asarray, ng.bag_of_words(
+      docs, [ng.UNK] + [f'w{i}' for i in range(1, v)]))
+
+
+def test_document_noise_draws_training_documents_at_the_documents_length():
+  train = _bow([['w1', 'w1', 'w2'], ['w3', 'w4', 'w4', 'w4', 'w5', 'w6']], 8)
+  noise = newsgroups.DocumentNoise(train)
+  x = jnp.zeros((3, 8)).at[0, 1].set(10.0).at[1, 2].set(1.0).at[2, 7].set(4.0)
+  eta = jax.jit(lambda k, x: noise.sample(k, x, 16))(jax.random.key(0), x)
+  assert eta.shape == (16, 3, 8)
+  np.testing.assert_allclose(eta.sum(-1), np.broadcast_to(x.sum(-1), (16, 3)),
+                             rtol=1e-5)
+  docs = np.array([[0, 2, 1, 0, 0, 0, 0, 0], [0, 0, 0, 1, 3, 1, 1, 0]],
+                  np.float32)
+  shares = np.asarray(eta / eta.sum(-1, keepdims=True)).reshape(-1, 8)
+  ref = docs / docs.sum(-1, keepdims=True)
+  assert all(min(np.abs(s - r).max() for r in ref) < 1e-6 for s in shares)
+  assert {int(np.argmin([np.abs(s - r).max() for r in ref]))
+          for s in shares} == {0, 1}  # both documents are drawn
+  # The corruption of a uniform mask 1 is another document, not a rescaling.
+  assert not np.allclose(shares[0], np.asarray(x[0] / x[0].sum()))
+
+
+def test_make_noise_names_the_choices():
+  from configs import newsgroups as cfg  # pylint: disable=g-import-not-at-top
+  config = cfg.get_config('quick')
+  config.lan.noise = 'gaussian'
+  with pytest.raises(ValueError, match="'constant'.*'bootstrap'"):
+    newsgroups.make_noise(config)
+  config.lan.noise = 'bootstrap'
+  with pytest.raises(ValueError, match='train_bow'):
+    newsgroups.make_noise(config)
+
+
+def _claims(lan, rand, gxi, correct, assoc=0.3):
+  per_doc = {'lan': {'deletion': np.asarray(lan)},
+             'random': {'deletion': np.asarray(rand)},
+             'gradient_x_input': {'deletion': np.asarray(gxi)}}
+  n = len(lan)
+  stats = {'top_assoc': np.full((n, 5), assoc),
+           'vocab_assoc_share': np.full(n, 0.05)}
+  config = ml_collections.ConfigDict({'eval': {'num_bootstrap': 200}})
+  return newsgroups.claims(config, {'vocab_size': 100}, stats,
+                           np.asarray(correct), per_doc)
+
+
+def test_claims_hold_for_a_good_run_and_fail_for_a_degenerate_one():
+  rng = np.random.default_rng(0)
+  noise = lambda: rng.normal(0, 0.01, 200)
+  good = _claims(0.10 + noise(), 0.60 + noise(), 0.11 + noise(),
+                 np.ones(200, bool))
+  assert all(c['holds'] for c in good.values()), good
+  for c in good.values():
+    assert c['ci95'][0] <= c['effect'] <= c['ci95'][1]
+  # Every order as bad as every other (an untrained F): nothing holds,
+  # although the LAN is "no worse than gradient x input".
+  flat = _claims(0.06 + noise(), 0.06 + noise(), 0.06 + noise(),
+                 rng.random(200) < 0.05, assoc=0.08)
+  assert not any(c['holds'] for c in flat.values()), flat
+  # Better than random by less than the margin is not enough.
+  small = _claims(0.57 + noise(), 0.60 + noise(), 0.57 + noise(),
+                  np.ones(200, bool))
+  assert not small['lan_deletes_what_f_needs_sooner_than_random']['holds']
+  assert not small['lan_no_worse_than_gradient_x_input']['holds']
+  # The target fails when the LAN is well behind gradient x input.
+  behind = _claims(0.30 + noise(), 0.60 + noise(), 0.10 + noise(),
+                   np.ones(200, bool))
+  assert behind['lan_deletes_what_f_needs_sooner_than_random']['holds']
+  assert not behind['lan_no_worse_than_gradient_x_input']['holds']
 
 
 # ----------------------------------------------------------------------------
@@ -272,8 +396,32 @@ def test_real_tarball_preprocessing_counts():
 # End to end.
 
 
+def _without_timings(m):
+  """metrics.json without wall times (they differ between any two runs)."""
+  if isinstance(m, dict):
+    return {k: _without_timings(v) for k, v in m.items()
+            if k not in ('seconds_per_example',)}
+  if isinstance(m, list):
+    return [_without_timings(v) for v in m]
+  return m
+
+
+def _run(repo_root, tmp_path, work, *extra):
+  flags = ['--config', f'{repo_root}/configs/newsgroups.py:quick',
+           '--workdir', str(work), f'--config.data.data_dir={tmp_path}/tfds',
+           f'--config.data.manual_dir={tmp_path}/raw',
+           '--config.data.download=False', *extra]
+  r = subprocess.run([sys.executable, str(repo_root / 'train.py'), *flags],
+                     env=subprocess_env(), capture_output=True, text=True,
+                     timeout=600)
+  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+  return json.loads((work / 'metrics.json').read_text())
+
+
 @pytest.mark.slow
 def test_quick_train_then_evaluate(tmp_path, repo_root):
+  """Train then evaluate; the same run in one command gives the same
+  metrics.json (wall times aside); an untrained run makes every claim false."""
   make_tarball(tmp_path / 'raw')
   work = tmp_path / 'work'
   flags = ['--config', f'{repo_root}/configs/newsgroups.py:quick',
@@ -288,7 +436,8 @@ def test_quick_train_then_evaluate(tmp_path, repo_root):
                        timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
   for name in ('tables.md', 'tables.png', 'tables_all_classes.png',
-               'deletion_curve.png', 'metrics.json', 'vocab.txt'):
+               'deletion_curve.png', 'comparison.md', 'metrics.json',
+               'vocab.txt'):
     assert (work / name).is_file(), name
   m = json.loads((work / 'metrics.json').read_text())
   for key in ('f_test_accuracy', 'num_documents', 'vocab_size',
@@ -300,10 +449,34 @@ def test_quick_train_then_evaluate(tmp_path, repo_root):
   assert m['num_documents'] == {'train': 120, 'test': 60}
   assert m['vocab_size'] == 232  # 20 x 10 class + 30 shared words, end, UNK
   assert 0 <= m['topk_in_document_share'] <= 1
-  for key in ('auc_lan_order', 'auc_random_order'):
+  for key in ('auc_lan_order', 'auc_random_order',
+              'auc_gradient_x_input_order'):
     assert 0 <= m['deletion'][key] <= 1
+  for key in ('fidelity_excess_lan', 'fidelity_excess_uniform',
+              'static_rank_corr', 'rank_corr_with_gradient_x_input'):
+    assert key in m['diagnostics'], key
   assert 'strongly_associated' in m['definitions']
   tables = (work / 'tables.md').read_text()
   assert 'Table 1: comp.sys.mac.hardware' in tables
   assert 'Table 2: soc.religion.christian' in tables
   assert len(m['table_documents']) == 20
+  table = m['comparison']
+  assert set(table['methods']) == {
+      'lan', 'gradient', 'gradient_x_input', 'smoothgrad',
+      'integrated_gradients', 'mask_optimisation', 'random', 'lan_specific'}
+  assert set(table['left_out']) == {'occlusion', 'rise'}
+  for row in table['methods'].values():
+    for metric in ('deletion_auc/words', 'insertion_auc/words'):
+      v = row[metric]
+      assert 0 <= v['low'] <= v['mean'] <= v['high'] <= 1
+  assert (work / 'comparison.md').read_text().count('| lan |') == 1
+  # Reproducible: the same config in one command, in another work dir.
+  again = _run(repo_root, tmp_path, tmp_path / 'again')
+  assert _without_timings(again) == _without_timings(m)
+  # An untrained F and A: every claim is false.
+  untrained = _run(repo_root, tmp_path, tmp_path / 'untrained',
+                   '--config.f.num_steps=1', '--config.lan.num_steps=1')
+  assert untrained['claims'] and not any(
+      c['holds'] for c in untrained['claims'].values()), untrained['claims']
+  for c in untrained['claims'].values():
+    assert {'effect', 'ci95', 'threshold', 'statement'} <= set(c)

@@ -65,7 +65,14 @@ class DeepAveragingNetwork(nnx.Module):
     self.head = nnx.Linear(widths[-1], num_classes, rngs=rngs)
 
   def average(self, x):
-    """The averaged embedding ``x E / sum(x)``: ``(B, V) -> (B, embed_dim)``."""
+    """The averaged embedding ``x E / sum(x)``: ``(B, V) -> (B, embed_dim)``.
+
+    ``x`` is a dense count vector ``(B, V)`` or a sparse window
+    ``{'ids': (B, L) int, 'counts': (B, L)}`` of each document's distinct
+    words (`window_average`).
+    """
+    if isinstance(x, dict):
+      return self.window_average(x['ids'], x['counts'])
     if x.ndim != 2 or x.shape[-1] != self.vocab_size:
       raise ValueError(
           f'The DAN was built for count vectors of length {self.vocab_size} '
@@ -74,18 +81,53 @@ class DeepAveragingNetwork(nnx.Module):
     total = x.sum(-1, keepdims=True)
     return (x @ self.embedding[...]) / jnp.where(total > 0, total, 1.0)
 
+  def window_average(self, ids, counts):
+    r"""The average from a sparse window of word ids and their counts.
+
+    .. math:: h_0 = \frac{\sum_l c_l E_{i_l}}{\sum_l c_l}
+
+    the same math as the dense ``x E / sum(x)`` (a document's padding entries
+    have count 0), summed over the ``L`` window entries in a fixed order: its
+    result does not depend on how a matrix product over the whole vocabulary
+    is split over threads, and it costs ``L`` instead of ``V`` rows of E.
+
+    Args:
+      ids: ``(B, L)`` int word ids in ``[0, V)``.
+      counts: ``(B, L)`` their counts (0 for padding).
+
+    Returns:
+      ``(B, embed_dim)``.
+    """
+    ids, counts = jnp.asarray(ids), jnp.asarray(counts)
+    if ids.ndim != 2 or ids.shape != counts.shape:
+      raise ValueError(
+          f'A sparse window needs ids and counts of the same shape (B, L); '
+          f'got ids {tuple(ids.shape)} and counts {tuple(counts.shape)}.')
+    if not jnp.issubdtype(ids.dtype, jnp.integer):
+      raise ValueError(f'Window ids must be integers, got {ids.dtype}.')
+    rows = self.embedding[...][ids]  # (B, L, D)
+    total = counts.sum(-1, keepdims=True)
+    summed = (counts[..., None] * rows).sum(-2)
+    return summed / jnp.where(total > 0, total, 1.0)
+
   def __call__(self, x, *, dropout_key: Optional[jax.Array] = None):
     """Logits ``(B, num_classes)`` for count vectors ``x`` of shape ``(B, V)``.
 
     Args:
-      x: word counts (non-negative; any scale).
+      x: word counts (non-negative; any scale), dense ``(B, V)`` or a sparse
+        window ``{'ids', 'counts'}`` of shape ``(B, L)`` each (`average`).
       dropout_key: a PRNG key turns dropout on (training); None is evaluation.
     """
     if dropout_key is not None and self.word_dropout_rate > 0:
       dropout_key, word_key = jax.random.split(dropout_key)
-      keep = jax.random.bernoulli(word_key, 1.0 - self.word_dropout_rate,
-                                  x.shape)
-      x = jnp.where(keep, x, 0.0)
+      if isinstance(x, dict):
+        keep = jax.random.bernoulli(word_key, 1.0 - self.word_dropout_rate,
+                                    x['counts'].shape)
+        x = {**x, 'counts': jnp.where(keep, x['counts'], 0.0)}
+      else:
+        keep = jax.random.bernoulli(word_key, 1.0 - self.word_dropout_rate,
+                                    x.shape)
+        x = jnp.where(keep, x, 0.0)
     h = self.average(x)
     keys = (jax.random.split(dropout_key, len(self.hidden))
             if dropout_key is not None else [None] * len(self.hidden))
