@@ -62,9 +62,10 @@ def test_unknown_config_key_names_it_and_lists_valid_keys():
   msg = str(e.value.code)
   assert 'Unknown config field config.lan.bta' in msg
   assert 'Did you mean config.lan.beta?' in msg
-  assert ('Valid fields of config.lan: batch_size, beta, chunk_memory_mb, '
-          'chunk_size, cpu_max_inputs, hidden, learning_rate, noise, '
-          'noise_value, num_samples, num_steps') in msg
+  assert ('Valid fields of config.lan: batch_size, beta, beta_learning_rate, '
+          'chunk_memory_mb, chunk_size, cpu_max_inputs, fidelity_budget, '
+          'hidden, learning_rate, noise, noise_value, num_samples, '
+          'num_steps') in msg
 
 
 def test_unknown_config_section_lists_top_level_keys():
