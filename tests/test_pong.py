@@ -604,3 +604,14 @@ def test_quick_experiment_end_to_end_generates_frames(tmp_path):
   for name in ('fig5_frames_and_importance.png', 'fig6_duplicate_paddle.png',
                'comparison.md', 'perturbation_curves.png'):
     assert (out / name).stat().st_size > 1_000
+
+
+def test_figure_frames_pick_frames_with_the_ball_spread_out():
+  from lanjax.experiments import pong as pong_exp
+  has = np.zeros(100, bool)
+  has[10:90:2] = True  # 40 frames with a ball
+  pick = pong_exp.figure_frames(has, 5)
+  assert has[pick].all() and len(set(pick)) == 5
+  assert pick[0] == 10 and pick[-1] == 88  # first and last ball frames
+  np.testing.assert_array_equal(pong_exp.figure_frames(has[:12], 4),
+                                np.arange(4))  # too few: the first frames

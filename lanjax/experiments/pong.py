@@ -231,6 +231,15 @@ def _ci(v):
   return {'mean': mean, 'low': low, 'high': high}
 
 
+def figure_frames(has_ball, k: int) -> np.ndarray:
+  """Indices of ``k`` held-out frames for Fig. 5: frames with the ball,
+  spread over the held-out stream (the first frames of a game have none)."""
+  idx = np.flatnonzero(has_ball)
+  if idx.size < k:
+    return np.arange(min(k, has_ball.size))
+  return idx[np.linspace(0, idx.size - 1, k).astype(int)]
+
+
 def evaluate(config, data, task, trained, workdir) -> dict:
   """Fig. 5, Fig. 6, F's errors, the comparison and the claims."""
   from lanjax.experiments import figures  # pylint: disable=g-import-not-at-top
@@ -381,14 +390,15 @@ def evaluate(config, data, task, trained, workdir) -> dict:
 
   # Figures.
   k = config.eval.num_figure_examples
+  pick = figure_frames(has_ball, k)
   figures.frame_pairs(
-      np.asarray(x_all[:k]), imp[:k],
+      np.asarray(x_all[pick]), imp[pick],
       os.path.join(workdir, 'fig5_frames_and_importance.png'),
       title='Pong: held-out frames (top) and importance 1 - A(x) (bottom); '
             'paddles\' columns outlined',
       cols=min(k, 8), columns=cols)
   figures.frame_pairs(
-      np.asarray(x_all[:k]), np.asarray(recon[:k]).mean(-1),
+      np.asarray(x_all[pick]), np.asarray(recon[pick]).mean(-1),
       os.path.join(workdir, 'fig5_reconstructions.png'),
       title='Pong: held-out frames and F(x) (grey: channel mean)',
       cols=min(k, 8), label='F(x), channel mean')
