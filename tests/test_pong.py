@@ -462,7 +462,7 @@ def test_lan_mask_tiles_over_channels():
       f, a, x, lanjax.BootstrapNoise(x), num_samples=2,
       output_loss=lanjax.squared_error)
   assert shapes['mask'].shape == (2, 64, 64, 1)
-  assert shapes['fidelity'].shape == (2,)
+  assert shapes['fidelity_loss'].shape == (2,)
 
 
 # ----------------------------------------------------------------------------
