@@ -44,11 +44,8 @@ if _ROOT not in sys.path:
 import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
 import numpy as np
-import optax
-from flax import nnx
 
 from lanjax import io
-from lanjax import losses as losses_lib
 from lanjax import training
 
 SCHEMA_VERSION = 1
@@ -169,64 +166,24 @@ SETUPS: dict[str, Callable[[], LanSetup]] = {
 # Memory setups: many noise samples on large inputs.
 
 
-class ConvAutoencoder(nnx.Module):
-  """The Pong autoencoder F of appendix D: 3 strided convs, 3 transposed."""
-
-  def __init__(self, channels: int = 3, *, features=(16, 32, 64),
-               kernel_size: int = 5, rngs: nnx.Rngs):
-    k = (kernel_size, kernel_size)
-    widths = (channels, *features)
-    self.down = nnx.List([
-        nnx.Conv(i, o, k, strides=2, padding='SAME', rngs=rngs)
-        for i, o in zip(widths[:-1], widths[1:])])
-    back = widths[::-1]
-    self.up = nnx.List([
-        nnx.ConvTranspose(i, o, k, strides=2, padding='SAME', rngs=rngs)
-        for i, o in zip(back[:-1], back[1:])])
-
-  def __call__(self, x):
-    for conv in self.down:
-      x = jax.nn.leaky_relu(conv(x), 0.01)
-    for i, conv in enumerate(self.up):
-      x = conv(x)
-      x = jax.nn.sigmoid(x) if i == len(self.up) - 1 else jax.nn.leaky_relu(
-          x, 0.01)
-    return x
-
-
 def pong_memory_step(batch_size: int, num_samples: int,
                      chunk_size: Optional[int]):
-  """The LAN step of appendix D's setup on synthetic 64x64x3 frames.
+  """The LAN step of the Pong experiment (appendix D) on synthetic frames.
 
-  F is the convolutional autoencoder, L_F the squared error, A is
-  FC(500), FC(4096) with a 64x64x1 mask tiled over the colours, noise is
-  bootstrapped from a pool of frames.
+  Built by `experiment_setup` from ``configs/pong.py:quick`` (its networks
+  are the default's: F `lanjax.models.ConvAutoencoder`, L_F the squared
+  error, A FC(500), FC(4096) with a 64x64x1 mask tiled over the colours,
+  noise bootstrapped from a pool of frames; ``quick`` only keeps the
+  synthetic pool small, 256 frames) with the given batch size, K and chunk
+  size, untiled (the memory any backend needs).
 
   Returns:
     ``(update, state, data)`` for `jax.jit(update).lower(state, data, key)`.
   """
-  from lanjax.models import LatentAttentionNetwork  # pylint: disable=g-import-not-at-top
-  from lanjax.noise import BootstrapNoise  # pylint: disable=g-import-not-at-top
-  shape = (64, 64, 3)
-  f = ConvAutoencoder(rngs=nnx.Rngs(0))
-  f_graphdef, f_params = nnx.split(f, nnx.Param)
-  a = LatentAttentionNetwork(shape, (500,), mask_shape=(64, 64, 1),
-                             rngs=nnx.Rngs(1))
-  a_graphdef, a_params = nnx.split(a, nnx.Param)
-  tx = optax.adam(1e-5)
-  pool = jax.random.uniform(jax.random.key(2), (64, *shape))
-
-  def batch_fn(d, key):
-    idx = jax.random.randint(key, (batch_size,), 0, d['frames'].shape[0])
-    return d['frames'][idx]
-
-  update = training.lan_update(
-      a_graphdef, tx, lambda p, x: nnx.merge(f_graphdef, p)(x), batch_fn,
-      beta=5e-4, num_samples=num_samples,
-      output_loss=losses_lib.squared_error, chunk_size=chunk_size,
-      cpu_max_inputs=None)  # the memory any backend needs, untiled
-  data = {'frames': pool, 'f_params': f_params, 'noise': BootstrapNoise(pool)}
-  return update, training.init_state(a_params, tx), data
+  setup = experiment_setup('pong', 'quick')
+  update = setup.lan_update(batch_size, num_samples, chunk_size,
+                            cpu_max_inputs=None)
+  return update, setup.lan_state, setup.lan_data
 
 
 # ----------------------------------------------------------------------------

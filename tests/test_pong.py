@@ -8,15 +8,13 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 
-from conftest import load_config, subprocess_env
+from conftest import ROOT, load_config, subprocess_env
 from lanjax.data import pong
 from lanjax.experiments import figures
 from lanjax.models import ConvAutoencoder, LatentAttentionNetwork
-from lanjax.models import autoencoder
 
 HAS_ALE = (importlib.util.find_spec('ale_py') is not None
            and importlib.util.find_spec('gymnasium') is not None)
@@ -387,29 +385,71 @@ def test_autoencoder_errors_and_dropout():
                                 plain(x))
 
 
-def test_autoencoder_update_learns_and_loss_is_squared_error():
-  frames = pong.resize_frames(np.stack([
-      _screen(ball=(100, 20 + 10 * i), player=(40 + 5 * i, 140),
-              opponent=(150 - 5 * i, 16)) for i in range(8)]))
-  data = {'frames': jnp.asarray(frames)}
-  f = ConvAutoencoder((64, 64, 3), rngs=nnx.Rngs(0))
-  graphdef, params = nnx.split(f)
-  tx = optax.adam(3e-3)
-  from lanjax import training
-  state = training.init_state(params, tx)
-  update = jax.jit(autoencoder.autoencoder_update(
-      graphdef, tx, lambda d, k: pong.sample_batch(d, k, batch_size=8)))
+def _frames(n):
+  """``n`` synthetic frames (uint8) with the ball and both paddles moving."""
+  return pong.resize_frames(np.stack([
+      _screen(ball=(60 + 9 * (i % 12), 30 + 7 * (i % 14)),
+              player=(40 + 11 * (i % 10), 140),
+              opponent=(150 - 9 * (i % 11), 16)) for i in range(n)]))
+
+
+def _data(n_train=16, n_test=12):
+  test = _frames(n_train + n_test)[n_train:]
+  return {'train': {'frames': _frames(n_train)},
+          'test': {'frames': test, 'ball': np.ones(len(test), bool)}}
+
+
+def test_autoencoder_trains_through_the_skeleton_with_squared_error():
+  """The skeleton's F step with the task's f_loss trains the autoencoder."""
+  from lanjax.experiments import pong as pong_exp
+  from lanjax.experiments import skeleton
+  config = load_config('pong', 'quick')
+  config.f.learning_rate = 3e-3
+  task = pong_exp.make_task(config, _data())
+  graphdef, state = skeleton.initial_state(task.make_f, config.f)
+  update = jax.jit(skeleton.f_update(config, task, graphdef))
   key = jax.random.key(0)
-  x = pong.sample_batch(data, jax.random.split(key)[0], batch_size=8)
+  x = task.f_batch(task.train_data, jax.random.split(key)[0])['x']
+  f = nnx.merge(graphdef, state['params'])
   want = float(jnp.mean(jnp.square(f(x) - x)))
-  state, m = update(state, data, key)
+  state, m = update(state, task.train_data, key)
   assert float(m['loss']) == pytest.approx(want, rel=1e-4)
-  assert int(state['step']) == 1 and float(m['finite']) == 1.0
+  assert 'accuracy' not in m  # no labels: not a classifier's metrics
   losses = []
   for i in range(1, 40):
-    state, m = update(state, data, jax.random.fold_in(key, i))
+    state, m = update(state, task.train_data, jax.random.fold_in(key, i))
     losses.append(float(m['loss']))
   assert np.mean(losses[-5:]) < 0.5 * want
+  # f_eval is the held-out squared error of the same F.
+  test_x = pong.to_float(_data()['test']['frames'])
+  f = nnx.merge(graphdef, state['params'])
+  got = float(task.f_eval(f)['mse'])
+  assert got == pytest.approx(float(jnp.mean(jnp.square(f(test_x) - test_x))),
+                              rel=1e-4)
+
+
+def test_bootstrap_noise_draws_training_frames_in_unit_range():
+  from lanjax.experiments import pong as pong_exp
+  config = load_config('pong', 'quick')
+  data = _data()
+  task = pong_exp.make_task(config, data)
+  x = jnp.zeros((5, 64, 64, 3))
+  eta = task.noise.sample(jax.random.key(0), x, 3)
+  assert eta.shape == (3, 5, 64, 64, 3) and eta.dtype == jnp.float32
+  pool = pong.to_float(data['train']['frames']).reshape(16, -1)
+  for e in np.asarray(eta).reshape(15, -1):  # every draw is a training frame
+    assert np.abs(pool - e).max(-1).min() < 1e-6
+  # The LAN's mask is 64x64x1, tiled over the colours by the corruption.
+  a = task.make_lan()
+  assert a(x).shape == (5, 64, 64, 1)
+
+
+def test_reconstruction_score_is_negative_squared_error():
+  from lanjax.experiments import pong as pong_exp
+  x = jnp.zeros((2, 4, 4, 3))
+  out = x.at[0].set(0.5).at[1, 0, 0, 0].set(1.0)
+  np.testing.assert_allclose(pong_exp.reconstruction_score(out, x),
+                             [-0.25, -1.0 / 48], rtol=1e-6)
 
 
 def test_lan_mask_tiles_over_channels():
@@ -422,7 +462,7 @@ def test_lan_mask_tiles_over_channels():
       f, a, x, lanjax.BootstrapNoise(x), num_samples=2,
       output_loss=lanjax.squared_error)
   assert shapes['mask'].shape == (2, 64, 64, 1)
-  assert shapes['fidelity'].shape == (2,)
+  assert shapes['fidelity_loss'].shape == (2,)
 
 
 # ----------------------------------------------------------------------------
@@ -458,3 +498,120 @@ def test_config_variants():
   assert quick.data.num_train < base.data.num_train
   with pytest.raises(ValueError, match='Unknown variant'):
     load_config('pong', 'huge')
+
+
+# ----------------------------------------------------------------------------
+# The experiment's evaluation and claims (lanjax.experiments.pong).
+
+
+def _column_only(x):
+  """An 'autoencoder' that reconstructs the paddles' columns, nothing else."""
+  cols = pong.column_region(pong.PLAYER_COLS) | pong.column_region(
+      pong.OPPONENT_COLS)
+  bg = jnp.asarray(pong.background() / 255.0, jnp.float32)
+  return jnp.where(cols[..., None], x, bg)
+
+
+def _trained(f, a):
+  from lanjax.experiments import skeleton
+  return skeleton.Trained(f=f, a=a, f_apply=lambda p, x: f(x), f_params={},
+                          lan_params={}, f_step=0, lan_step=0)
+
+
+def _eval_config():
+  config = load_config('pong', 'quick')
+  config.eval.compare_examples = 0
+  config.eval.num_placements = 30
+  return config
+
+
+@needs_ale
+@pytest.mark.parametrize('case', ['diagnosis', 'identity_uniform'])
+def test_evaluate_claims_hold_only_for_the_papers_diagnosis(tmp_path, case):
+  """A column-only F with a fixed column mask makes the claims hold; a
+  perfect F with a uniform mask makes the map and duplicate claims fail."""
+  from lanjax.experiments import pong as pong_exp
+  config = _eval_config()
+  data = _data()
+  task = pong_exp.make_task(config, data)
+  cols = pong.column_region(pong.PLAYER_COLS) | pong.column_region(
+      pong.OPPONENT_COLS)
+  if case == 'diagnosis':
+    fixed = jnp.where(cols, 0.05, 0.95)[..., None]
+    trained = _trained(_column_only, lambda x: jnp.broadcast_to(
+        fixed, x.shape[:1] + fixed.shape))
+  else:
+    trained = _trained(lambda x: x, lambda x: jnp.full(
+        x.shape[:1] + (64, 64, 1), 0.5))
+  m = pong_exp.evaluate(config, data, task, trained, str(tmp_path))
+  c = {k: v['holds'] for k, v in m['claims'].items()}
+  dup = m['duplicate']
+  if case == 'diagnosis':
+    assert m['mask_relative_spread'] == pytest.approx(0.0, abs=1e-6)
+    assert m['mask_relative_spread_permuted'] > 0.1
+    assert m['importance_share_paddle_columns']['mean'] == pytest.approx(
+        0.95 * cols.sum() / (0.95 * cols.sum() + 0.05 * (~cols).sum()),
+        rel=1e-4)
+    assert dup['column']['kept']['mean'] > 0.8
+    assert dup['elsewhere']['kept']['mean'] < 0.05
+    # The ball is lost, yet the frame's error stays low: it is a few pixels.
+    assert m['f_ball_kept']['mean'] < 0.1
+    assert m['f_test_mse_on_ball_pixels'] > 20 * m['f_test_mse']
+    assert c == {'f_reconstructs_frames': True,
+                 'importance_on_paddle_columns': True,
+                 'mask_is_a_fixed_paddle_column_map': True,
+                 'duplicate_kept_in_column_not_elsewhere': True}
+  else:
+    assert m['f_test_mse'] == pytest.approx(0.0, abs=1e-9)
+    assert m['f_ball_kept']['mean'] == pytest.approx(1.0, abs=1e-4)
+    assert dup['column']['kept']['mean'] == pytest.approx(1.0, abs=0.02)
+    assert dup['elsewhere']['kept']['mean'] == pytest.approx(1.0, abs=0.02)
+    assert m['importance_share_paddle_columns']['mean'] == pytest.approx(
+        m['area_share_paddle_columns'], rel=1e-4)
+    assert c == {'f_reconstructs_frames': True,
+                 'importance_on_paddle_columns': False,
+                 'mask_is_a_fixed_paddle_column_map': False,
+                 'duplicate_kept_in_column_not_elsewhere': False}
+  for name in ('fig5_frames_and_importance.png', 'fig5_reconstructions.png',
+               'fig6_duplicate_paddle.png'):
+    assert (tmp_path / name).stat().st_size > 5_000
+
+
+@needs_ale
+@pytest.mark.slow
+def test_quick_experiment_end_to_end_generates_frames(tmp_path):
+  """train.py on the quick config: frames generated into a fresh TFDS dir,
+  F and A trained, figures, the comparison table, and every claim false."""
+  import json
+  out = tmp_path / 'run'
+  env = subprocess_env(TFDS_DATA_DIR=str(tmp_path / 'tfds'))
+  proc = subprocess.run(
+      [sys.executable, 'train.py', '--config', 'configs/pong.py:quick',
+       '--workdir', str(out)], cwd=str(ROOT), env=env,
+      capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert (tmp_path / 'tfds' / 'pong_frames').is_dir()
+  m = json.loads((out / 'metrics.json').read_text())
+  config = load_config('pong', 'quick')
+  assert m['experiment'] == 'pong' and m['f_step'] == config.f.num_steps
+  assert m['lan_step'] == config.lan.num_steps
+  assert m['num_train_frames'] == config.data.num_train
+  assert set(m['comparison']['methods']) == set(config.eval.methods)
+  assert 'deletion_auc/noise' in m['comparison']['metrics']
+  assert [s for s, _ in m['f_learning_curve']] == [10, 20]
+  assert m['claims'] and not any(m['claims'].values())
+  assert set(m['claims']) == set(m['claims_detail'])
+  for name in ('fig5_frames_and_importance.png', 'fig6_duplicate_paddle.png',
+               'comparison.md', 'perturbation_curves.png'):
+    assert (out / name).stat().st_size > 1_000
+
+
+def test_figure_frames_pick_frames_with_the_ball_spread_out():
+  from lanjax.experiments import pong as pong_exp
+  has = np.zeros(100, bool)
+  has[10:90:2] = True  # 40 frames with a ball
+  pick = pong_exp.figure_frames(has, 5)
+  assert has[pick].all() and len(set(pick)) == 5
+  assert pick[0] == 10 and pick[-1] == 88  # first and last ball frames
+  np.testing.assert_array_equal(pong_exp.figure_frames(has[:12], 4),
+                                np.arange(4))  # too few: the first frames

@@ -338,12 +338,12 @@ class PongFrames(tfds.core.GeneratorBasedBuilder):
       # The few hundred frames the tests prepare.
       config(256, 128, shard_size=128),
       # The default of configs/pong.py.
-      config(200_000, 10_000),
+      config(30_000, 3_000),
       # The paper's count (3.2M frames; 39 GB as raw uint8, zlib brings it to
       # a fraction of that).
       config(3_200_000, 100_000),
   ]
-  DEFAULT_CONFIG_NAME = 'n200000_10000_seed0_shard10000'
+  DEFAULT_CONFIG_NAME = 'n30000_3000_seed0_shard10000'
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
-
-from lanjax import losses as losses_lib
 
 
 class ConvAutoencoder(nnx.Module):
@@ -90,48 +87,3 @@ class ConvAutoencoder(nnx.Module):
         keep = jax.random.bernoulli(key, 1.0 - self.dropout_rate, x.shape)
         x = jnp.where(keep, x / (1.0 - self.dropout_rate), 0.0)
     return jax.nn.sigmoid(layers[-1](x))
-
-
-def autoencoder_update(graphdef, tx, batch_fn: Callable, *, mesh=None,
-                       forward: Optional[Callable] = None,
-                       loss: Callable = losses_lib.squared_error):
-  """Builds the update that trains an autoencoder F to reconstruct its input.
-
-  The counterpart of `lanjax.training.classifier_update` for F's whose target
-  is the input: the loss is ``loss(F(x), x)`` per example (squared error by
-  default), averaged over the batch.
-
-  Args:
-    graphdef: F's NNX graph definition (`nnx.split`).
-    tx: the optax optimiser.
-    batch_fn: ``batch_fn(data, key) -> x`` of shape ``(B, ...)`` (or a dict
-      with ``'x'``); makes the batch inside the jitted step.
-    mesh: optional device mesh; the batch is sharded over its ``data`` axis.
-    forward: ``forward(model, x, key) -> reconstruction`` for models that need
-      a key in training (dropout); defaults to ``model(x)``.
-    loss: per-example ``loss(reconstruction, x) -> (B,)``.
-
-  Returns:
-    ``update(state, data, key) -> (state, metrics)`` with metrics ``loss``,
-    ``grad_norm`` and ``finite``, for `lanjax.training.fit`.
-  """
-  from lanjax import training  # pylint: disable=g-import-not-at-top
-  forward = forward or (lambda model, x, key: model(x))
-
-  def update(state, data, key):
-    data_key, model_key = jax.random.split(key)
-    x = batch_fn(data, data_key)
-    if isinstance(x, dict):
-      x = x['x']
-    x = training.shard_batch(x, mesh)
-
-    def loss_fn(params):
-      recon = forward(nnx.merge(graphdef, params), x, model_key)
-      return loss(recon, x).mean()
-
-    value, grads = jax.value_and_grad(loss_fn)(state['params'])
-    state, finite = training.apply_gradients(state, grads, value, tx)
-    return state, {'loss': value, 'grad_norm': optax.tree.norm(grads),
-                   'finite': finite}
-
-  return update
