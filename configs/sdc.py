@@ -70,7 +70,7 @@ def get_config(arg=None):
       'sdc', dataset='mnist', manual_dir=config_lib.shared_data_dir('mnist'))
   config.fs = ('fcam', 'cnn')  # black boxes F, one task (and table) each
   config.log_every = 50
-  config.checkpoint_every = 250
+  config.checkpoint_every = 100
 
   config.data.synthetic = 'no_linear_focus'  # a lanjax.data.sdc.SYNTHETIC key
   config.data.fg_classes = (0, 1, 2)
@@ -82,8 +82,8 @@ def get_config(arg=None):
 
   config.f.learning_rate = 1e-3
   config.f.batch_size = 128
-  config.f.num_steps = 500
-  config.f.eval_every = 250
+  config.f.num_steps = 300
+  config.f.eval_every = 100
   config.f.fcam = ml_collections.ConfigDict()
   config.f.fcam.attention = 'softmax'  # or 'sparsemax'
   config.f.fcam.average_at = 'input'  # the paper's zeroth layer; or 'features'
@@ -101,7 +101,7 @@ def get_config(arg=None):
   config.lan.beta = 5.0
   config.lan.noise = 'bootstrap'  # random training mosaics (or 'constant')
   config.lan.batch_size = 64
-  config.lan.num_steps = 1_000
+  config.lan.num_steps = 400
 
   config.eval.num_examples = 2_000  # test mosaics for accuracy, FT, claims
   config.eval.f_eval_examples = 500  # F's learning curve
