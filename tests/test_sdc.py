@@ -706,9 +706,10 @@ def test_quick_experiment_end_to_end_on_mock_data(tmp_path):
                  'perturbation_curves.png', 'metrics.json'):
       assert (d / name).stat().st_size > 0, (kind, name)
     t = json.loads((d / 'metrics.json').read_text())
-    methods = list(t['comparison']['methods'])
-    expected = list(config.eval.methods)
-    assert methods == (['alpha'] + expected if kind == 'fcam' else expected)
+    expected = set(config.eval.methods) | ({'alpha'} if kind == 'fcam'
+                                           else set())
+    assert set(t['comparison']['methods']) == expected
+    assert set(t['segment_comparison']) == expected
     assert t['f_step'] == config.f.num_steps
     assert t['lan_step'] == config.lan.num_steps
     assert 0 <= t['lan']['ft'] <= 1
