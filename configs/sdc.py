@@ -64,7 +64,11 @@ Adam 1e-3, seed 0, 2 CPU cores shared with other jobs, load average 8-15):
     background with probability ~8/9; F keeps its prediction on only 68% of
     mosaics when only the foreground is kept and the rest is drawn from H.
     The foreground is not sufficient under H, so eq. (3) does not reward a
-    mask on it. Use --config.lan.noise=constant (black) for MNIST-SDC.
+    mask on it. Same on the FCAM: A's FT 0.137 vs alpha's 0.975 (F keeps
+    its prediction on 68.8% under fg-only + H); A learned one input-
+    independent blob per segment (docs/sdc_mosaics_fcam.png). Untested
+    remedies: --config.lan.noise=constant (black), background-only mosaic
+    noise, and longer A training (400 steps here; translated MNIST: 10,000).
 
 Command:
   python train.py --config configs/sdc.py --workdir runs/sdc
