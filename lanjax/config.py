@@ -84,6 +84,7 @@ def base_config(experiment: str, *, dataset: str = '',
   c.eval.curve_steps = 20  # deletion / insertion steps
   c.eval.removals = ('noise', 'blur', 'mean')  # noise: the task's own H
   c.eval.sanity_lan_steps = 1_000  # A refit on the randomised F (0: skip)
+  c.eval.sanity_cascade = False  # True: every layer in turn, not just all
   c.eval.num_bootstrap = 1_000
   # Settings of each method (`lanjax.attribution`), e.g.
   # --config.eval.method_settings.occlusion.window=2.

@@ -1,6 +1,7 @@
 """SDC (Pandey et al.): generator, FCAM / mosaic CNN, ground-truth metrics."""
 
 import functools
+import json
 import math
 
 import jax
@@ -508,3 +509,235 @@ def test_config_variants(variant):
 def test_config_refuses_unknown_variant():
   with pytest.raises(ValueError, match='synthetic'):
     load_config('sdc', 'nope')
+
+
+def test_config_paper_variant_and_base_fields():
+  config = load_config('sdc', 'paper')
+  assert config.f.num_steps > load_config('sdc').f.num_steps
+  assert config.eval.methods[0] == 'lan' and 'random' in config.eval.methods
+
+
+# ----------------------------------------------------------------------------
+# The experiment (lanjax.experiments.sdc).
+
+
+def _experiment():
+  from lanjax.experiments import sdc as sdc_exp  # pylint: disable=g-import-not-at-top
+  return sdc_exp
+
+
+def test_the_experiment_is_registered():
+  from lanjax.experiments import get_experiment  # pylint: disable=g-import-not-at-top
+  assert get_experiment('sdc') is _experiment().EXPERIMENT
+
+
+def test_mosaic_noise_draws_training_mosaics():
+  images, labels = _pool(n=60, size=4)
+  ind = sdc.make_mosaic_indices(labels, fg_classes=(0, 1, 2), num=30, seed=1)
+  noise = sdc.MosaicNoise(jnp.asarray(images), jnp.asarray(ind['idx']))
+  x = jnp.zeros((5, 12, 12, 1))
+  eta = np.asarray(jax.jit(lambda n, x: n.sample(jax.random.key(0), x, 3))(
+      noise, x))
+  assert eta.shape == (3, 5, 12, 12, 1)
+  every = np.asarray(sdc.mosaic(images, ind['idx']))  # (30, 12, 12, 1)
+  for k in range(3):
+    for b in range(5):  # each draw is one of the training mosaics
+      assert np.abs(every - eta[k, b]).reshape(30, -1).max(-1).min() == 0
+  assert len({eta[k, b].tobytes() for k in range(3) for b in range(5)}) > 3
+  with pytest.raises(ValueError, match='shape'):
+    noise.sample(jax.random.key(0), jnp.zeros((2, 8, 8, 1)), 1)
+
+
+def _pool_config(variant='quick'):
+  config = load_config('sdc', variant)
+  return config
+
+
+def test_segment_report_scores_hand_made_maps():
+  """A map high on the foreground scores FT 1; on another segment, 0."""
+  exp = _experiment()
+  config = _pool_config()
+  g, s = 3, 4
+  fg = jnp.array([0, 4, 8, 5])
+  x = jnp.zeros((4, g * s, g * s, 1))
+  f = lambda x: jnp.zeros((x.shape[0], 3))
+  region = np.asarray(sm.foreground_region(fg, (12, 12), grid=g))
+  on_fg = jnp.asarray(region, jnp.float32)[..., None] * 2.0 + 0.1
+  r = exp.segment_report(config, f, x, fg, on_fg)
+  np.testing.assert_allclose(r['ft'], 1.0)
+  np.testing.assert_allclose(r['segment_pointing_game'], 1.0)
+  np.testing.assert_allclose(r['foreground_mass'], 2.1 / (2.1 + 8 * 0.1),
+                             rtol=1e-5)
+  # Shifted by one segment: every score misses.
+  other = sm.foreground_region((fg + 1) % 9, (12, 12), grid=g)
+  r = exp.segment_report(config, f, x, fg,
+                         jnp.asarray(other, jnp.float32)[..., None])
+  np.testing.assert_allclose(r['ft'], 0.0)
+  np.testing.assert_allclose(r['foreground_mass'], 0.0)
+  # One hot pixel in the foreground but more mass elsewhere: the pointing
+  # game hits, FT (segment means) misses.
+  spread = np.asarray(other, np.float32) * 0.5
+  spread[np.arange(4), (np.asarray(fg) // 3) * 4, (np.asarray(fg) % 3) * 4] = 1
+  r = exp.segment_report(config, f, x, fg, jnp.asarray(spread)[..., None])
+  np.testing.assert_allclose(r['segment_pointing_game'], 1.0)
+  np.testing.assert_allclose(r['ft'], 0.0)
+  # alpha-like (B, m) scores and a constant map (ties: strict 0, random 1/m).
+  alpha = jax.nn.one_hot(fg, 9) * 0.9 + 0.1 / 9
+  np.testing.assert_allclose(
+      exp.segment_report(config, f, x, fg, alpha)['ft'], 1.0)
+  flat = exp.segment_report(config, f, x, fg, jnp.ones((4, 12, 12, 1)))
+  np.testing.assert_allclose(flat['ft'], 0.0)
+  np.testing.assert_allclose(flat['ft_random_ties'], 1 / 9, rtol=1e-5)
+
+
+def test_segment_report_on_flat_synthetic_maps():
+  exp = _experiment()
+  config = _pool_config('synthetic')
+  fg = jnp.array([2, 7])
+  x = jnp.zeros((2, 9, 2))
+  f = lambda x: x.reshape(x.shape[0], -1)[:, :3]
+  imp = jnp.zeros((2, 9, 2)).at[jnp.arange(2), fg].set(1.0)
+  r = exp.segment_report(config, f, x, fg, imp)
+  np.testing.assert_allclose(r['ft'], 1.0)
+  np.testing.assert_allclose(r['foreground_mass'], 1.0)
+  r = exp.segment_report(config, f, x, fg, imp[:, ::-1])  # mirrored: misses
+  np.testing.assert_allclose(r['ft'], 0.0)
+
+
+def test_dependence_checks_tell_a_foreground_reader_from_a_background_one():
+  exp = _experiment()
+  config = _pool_config('synthetic')
+  fg = jnp.array([0, 3, 8, 5])
+  x = jnp.zeros((4, 9, 2)).at[jnp.arange(4), fg, 0].set(
+      jnp.array([1., 2., 3., 1.]))
+  task = type('T', (), {'noise': __import__('lanjax').ConstantNoise(0.0)})()
+  # Reads the foreground (the largest x_1): prediction = its value's class.
+  reads_fg = lambda x: jax.nn.one_hot(x[..., 0].max(-1).astype(int) % 3, 3)
+  d = exp.dependence_checks(config, task, reads_fg, x, fg, jax.random.key(0))
+  np.testing.assert_allclose(d['keeps_prediction_foreground_only'], 1.0)
+  np.testing.assert_allclose(d['changes_without_foreground'],
+                             [1.0, 1.0, 0.0, 1.0])  # 3 % 3 == 0 % 3
+  # Reads segment 0 only: changes only where segment 0 is the foreground.
+  reads_0 = lambda x: jax.nn.one_hot((x[:, 0, 0] > 0).astype(int), 3)
+  d = exp.dependence_checks(config, task, reads_0, x, fg, jax.random.key(0))
+  np.testing.assert_allclose(d['changes_without_foreground'],
+                             [1.0, 0.0, 0.0, 0.0])
+
+
+def test_bad_sdc_configs_are_refused():
+  exp = _experiment()
+  config = load_config('sdc', 'synthetic')
+  config.fs = ('fcam', 'cnn')
+  with pytest.raises(ValueError, match="config.fs=\\('fcam',\\)"):
+    exp.load_data(config)
+  config = load_config('sdc', 'quick')
+  config.fs = ('mlp',)
+  with pytest.raises(ValueError, match='config.fs'):
+    exp.tasks(config, None)
+  config = load_config('sdc', 'quick')
+  config.data.num_classes = 4
+  with pytest.raises(ValueError, match='num_classes'):
+    exp.load_data(config)
+
+
+def _tiny(config):
+  config.f.num_steps = 6
+  config.f.eval_every = 3
+  config.lan.num_steps = 4
+  config.log_every = 2
+  config.checkpoint_every = 4
+  config.eval.num_examples = 40
+  config.eval.compare_examples = 4
+  config.eval.compare_batch = 4
+  config.eval.curve_steps = 2
+  config.eval.sanity_lan_steps = 2
+  config.eval.method_settings.rise.num_masks = 8
+  config.eval.method_settings.mask_optimisation.num_steps = 2
+  config.eval.method_settings.smoothgrad.num_samples = 2
+  config.eval.method_settings.integrated_gradients.num_steps = 2
+  return config
+
+
+@pytest.mark.slow
+def test_synthetic_experiment_end_to_end(tmp_path):
+  """d = 2: F, A, the table with alpha's row, the landscape, false claims."""
+  from lanjax.experiments import skeleton  # pylint: disable=g-import-not-at-top
+  exp = _experiment()
+  config = _tiny(load_config('sdc', 'synthetic'))
+  config.data.num_test = 100
+  config.eval.compare_examples = 16
+  config.eval.compare_batch = 16
+  skeleton.train(exp.EXPERIMENT, config, str(tmp_path))
+  out = skeleton.evaluate(exp.EXPERIMENT, config, str(tmp_path))
+  m = json.loads((tmp_path / 'metrics.json').read_text())
+  assert m['experiment'] == 'sdc' and set(m['tasks']) == {'fcam'}
+  t = out['tasks']['fcam']
+  assert list(t['segment_comparison']) == ['alpha', *config.eval.methods]
+  assert list(t['comparison']['methods'])[0] == 'alpha'
+  assert 'pointing_game' in t['comparison']['methods']['lan']
+  for name in ('sdc_table.md', 'comparison.md', 'sdc_focus_landscape.png'):
+    assert (tmp_path / 'fcam' / name).stat().st_size > 0, name
+  table = (tmp_path / 'fcam' / 'sdc_table.md').read_text()
+  assert table.count('\n| ') == len(config.eval.methods) + 2
+  assert 0 <= t['alpha']['ft'] <= 1 and 1 <= t['alpha']['nnz'] <= 9
+  # 6 steps of F, 4 of A: nothing the issue asks for holds.
+  assert set(out['claims']) == {'fcam/f_is_accurate',
+                                'fcam/lan_ft_at_least_fcam_ft',
+                                'fcam/lan_finds_foreground'}
+  assert not any(out['claims'].values()), out['claims_detail']
+
+
+@pytest.mark.slow
+def test_quick_experiment_end_to_end_on_mock_data(tmp_path):
+  tfds = pytest.importorskip('tensorflow_datasets')
+  from lanjax.experiments import skeleton  # pylint: disable=g-import-not-at-top
+  exp = _experiment()
+  config = _tiny(load_config('sdc', 'quick'))
+  config.data.data_dir = str(tmp_path / 'no_data_here')
+  config.data.num_train = 200
+  config.data.num_test = 60
+  config.eval.num_figure_examples = 2
+  with tfds.testing.mock_data(num_examples=200):
+    skeleton.train(exp.EXPERIMENT, config, str(tmp_path))
+    out = skeleton.evaluate(exp.EXPERIMENT, config, str(tmp_path))
+  for kind in ('fcam', 'cnn'):
+    d = tmp_path / kind
+    for name in ('sdc_table.md', 'comparison.md', 'sdc_mosaics.png',
+                 'perturbation_curves.png', 'metrics.json'):
+      assert (d / name).stat().st_size > 0, (kind, name)
+    t = json.loads((d / 'metrics.json').read_text())
+    expected = set(config.eval.methods) | ({'alpha'} if kind == 'fcam'
+                                           else set())
+    assert set(t['comparison']['methods']) == expected
+    assert set(t['segment_comparison']) == expected
+    assert t['f_step'] == config.f.num_steps
+    assert t['lan_step'] == config.lan.num_steps
+    assert 0 <= t['lan']['ft'] <= 1
+  assert 'nnz' in out['tasks']['fcam']['alpha']
+  # Random mock images with random labels: every claim is false.
+  assert set(out['claims']) == {
+      'fcam/f_is_accurate', 'fcam/lan_ft_at_least_fcam_ft',
+      'fcam/lan_finds_foreground', 'cnn/f_is_accurate',
+      'cnn/lan_ft_at_least_0.9', 'cnn/lan_finds_foreground'}
+  assert not any(out['claims'].values()), out['claims_detail']
+
+
+@pytest.mark.slow
+def test_train_cli_on_real_mnist_sdc(tmp_path, shared_tfds_dir):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from conftest import ROOT, subprocess_env  # pylint: disable=g-import-not-at-top
+  env = subprocess_env(TFDS_DATA_DIR=shared_tfds_dir)
+  r = subprocess.run(
+      [sys.executable, str(ROOT / 'train.py'), '--config',
+       str(ROOT / 'configs' / 'sdc.py:quick'), '--workdir', str(tmp_path),
+       "--config.fs=('fcam',)", '--config.eval.compare_examples=0'],
+      env=env, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  m = json.loads((tmp_path / 'metrics.json').read_text())
+  t = m['tasks']['fcam']
+  # 30 steps of the FCAM on real digits: far above chance (1/3), and alpha
+  # already points at the foreground far above chance (1/9).
+  assert t['f_test_accuracy'] > 0.6
+  assert t['alpha']['ft'] > 0.3
+  assert 'comparison' not in t

@@ -34,8 +34,9 @@ paper draws 40,000 mosaics and sets 10,000 aside.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -381,6 +382,46 @@ def instances(data, start: int = 0, stop: Optional[int] = None):
       jnp.asarray(data['x'][sl]))
   return {'x': x, 'y': jnp.asarray(data['y'][sl]),
           'fg': jnp.asarray(data['fg'][sl])}
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class MosaicNoise:
+  """Bootstrapped noise for image SDC: random training mosaics.
+
+  `lanjax.noise.BootstrapNoise` for a split kept as base images plus
+  indices: each of the ``K`` samples of each example is the mosaic of a
+  training instance drawn uniformly with replacement, assembled on the fly
+  (`mosaic`). A pytree, so the pool is a device buffer of the jitted step.
+
+  Attributes:
+    images: ``(P, s, s, c)`` uint8 (or float in [0, 1]) base images.
+    idx: ``(N, m)`` int pool indices of the training mosaics.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> noise = MosaicNoise(jnp.zeros((5, 2, 2, 1), jnp.uint8),
+    ...                     jnp.zeros((3, 9), jnp.int32))
+    >>> noise.sample(jax.random.key(0), jnp.ones((4, 6, 6, 1)), 2).shape
+    (2, 4, 6, 6, 1)
+  """
+  images: Any
+  idx: Any
+
+  def sample(self, key, x, num_samples: int):
+    """``(K, *x.shape)`` random training mosaics."""
+    if not isinstance(num_samples, int) or num_samples < 1:
+      raise ValueError('The number of noise samples K must be a positive '
+                       f'int, got {num_samples!r}.')
+    i = jax.random.randint(key, (num_samples, x.shape[0]), 0,
+                           self.idx.shape[0])
+    eta = mosaic(self.images, self.idx[i])
+    if eta.shape[2:] != tuple(x.shape[1:]):
+      raise ValueError(
+          f'Mosaic noise has shape {eta.shape[2:]} per example but the inputs '
+          f'have {tuple(x.shape[1:])}; build the noise from the split the '
+          'inputs are mosaics of.')
+    return eta.astype(x.dtype)
 
 
 def _check_positive(**values):

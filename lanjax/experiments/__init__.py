@@ -12,7 +12,11 @@ import importlib
 
 from lanjax.experiments import skeleton
 
+<<<<<<< HEAD
 EXPERIMENTS = ('translated_mnist', 'newsgroups', 'pong')
+=======
+EXPERIMENTS = ('translated_mnist', 'newsgroups', 'sdc')
+>>>>>>> sdc2
 
 
 def get_experiment(name: str) -> skeleton.Experiment:

@@ -417,6 +417,19 @@ def lan_training_seconds(workdir: str, task: Task) -> Optional[float]:
   return seconds
 
 
+def _randomize(config: Config) -> Callable:
+  """F's randomised parameters for the sanity check.
+
+  ``config.eval.sanity_cascade``: every step of the cascade (each layer
+  re-initialised in turn, top first; one recomputation of every method per
+  layer); else only the fully randomised F, which decides the verdict.
+  """
+  def randomize(params, key):
+    cascade = evaluation.cascading_randomization(params, key)
+    return cascade if config.eval.get('sanity_cascade', False) else cascade[-1:]
+  return randomize
+
+
 def compare_methods(config: Config, task: Task, trained: Trained, x, *,
                     workdir: str, region=None, score=None,
                     mask_shape=None) -> dict:
@@ -442,7 +455,7 @@ def compare_methods(config: Config, task: Task, trained: Trained, x, *,
       trained.f_params, x[:n], key=key, removals=removals(config, task),
       region=None if region is None else region[:n],
       num_steps=config.eval.curve_steps,
-      randomize=evaluation.cascading_randomization, score=score,
+      randomize=_randomize(config), score=score,
       batch_size=config.eval.compare_batch or None,
       num_bootstrap=config.eval.num_bootstrap)
   lan_row = table['methods'].get('lan')
