@@ -12,11 +12,7 @@ import importlib
 
 from lanjax.experiments import skeleton
 
-<<<<<<< HEAD
-EXPERIMENTS = ('translated_mnist', 'newsgroups', 'pong')
-=======
-EXPERIMENTS = ('translated_mnist', 'newsgroups', 'sdc')
->>>>>>> sdc2
+EXPERIMENTS = ('translated_mnist', 'newsgroups', 'cifar10', 'pong', 'sdc')
 
 
 def get_experiment(name: str) -> skeleton.Experiment:
