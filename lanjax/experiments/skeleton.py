@@ -402,11 +402,11 @@ def refit_lan(config: Config, task: Task, f_apply: Callable, f_params, *,
   return functools.partial(apply_fn(lan_graphdef), state['params'])
 
 
-def lan_training_seconds(workdir: str, task: Task) -> Optional[float]:
-  """A's training time from its log (sum of the logged intervals / rates)."""
-  rates = training.read_metric(
-      os.path.join(task_dir(workdir, task), 'metrics_lan.jsonl'),
-      'steps_per_sec')
+def lan_training_seconds(where: str) -> Optional[float]:
+  """A's training time from its log in the task's directory ``where``
+  (the sum of the logged intervals over their step rates)."""
+  rates = training.read_metric(os.path.join(where, 'metrics_lan.jsonl'),
+                               'steps_per_sec')
   if not rates:
     return None
   seconds, last = 0.0, 0
@@ -484,7 +484,7 @@ def compare_methods(config: Config, task: Task, trained: Trained, x, *,
                             'note': f'A refit for {steps} steps on the fully '
                                     'randomised F'}
     lan_row['sanity_pass'] = bool(high < 0.5)
-  seconds = lan_training_seconds(workdir, task)
+  seconds = lan_training_seconds(workdir)  # the task's directory
   if lan_row is not None and seconds is not None:
     t_lan = lan_row['seconds_per_example']['mean']
     table['amortisation'] = {
