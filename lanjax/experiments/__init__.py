@@ -12,7 +12,7 @@ import importlib
 
 from lanjax.experiments import skeleton
 
-EXPERIMENTS = ('translated_mnist', 'newsgroups')
+EXPERIMENTS = ('translated_mnist', 'newsgroups', 'cifar10')
 
 
 def get_experiment(name: str) -> skeleton.Experiment:
