@@ -657,7 +657,7 @@ def _tiny(config, tmp_path):
   config.data.train_limit = config.data.test_limit = 200
   config.eval.num_examples = 200
   config.eval.methods = ('lan', 'gradient', 'random')
-  config.eval.removals = ('blur', 'noise')
+  config.eval.removals = ('blur',)
   config.eval.curve_steps = 2
   config.eval.sanity_lan_steps = 2
   config.lan.compare_betas = (5.0,)
@@ -698,10 +698,6 @@ def test_quick_experiment_end_to_end_on_mock_data(tmp_path):
   assert not any(m['claims'].values())
   for c in m['claims_detail'].values():
     assert c['ci95'][0] <= c['effect'] <= c['ci95'][1]
-  # Re-evaluating reuses the beta-5 A (resumed at its last step, no retrain).
-  with tfds.testing.mock_data(num_examples=200):
-    m2 = skeleton.evaluate(experiment.EXPERIMENT, config, str(tmp_path))
-  assert m2['betas']['5']['mask_mean'] == m['betas']['5']['mask_mean']
 
 
 @pytest.mark.slow
