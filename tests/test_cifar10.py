@@ -595,6 +595,23 @@ def test_class_gap_per_example_equals_the_pairwise_means():
   assert float(got[labels == 1].mean()) > 0.2  # class 1 shares a pattern
 
 
+def test_class_gap_ignores_float_rounding_of_one_collapsed_mask():
+  """A collapsed A (one saturated pattern for every input) differs across
+  inputs only by rounding-size amounts that still follow the class: no
+  shared class features."""
+  rs = np.random.RandomState(0)
+  labels = np.repeat(np.arange(3), 10)
+  pattern = (rs.rand(1, 64) > 0.5).astype(np.float32)
+  by_class = (labels[:, None] == np.arange(64) % 3).astype(np.float32)
+  masks = pattern + 1e-6 * by_class + 1e-7 * rs.rand(30, 64)
+  gap = experiment.class_gap_per_example(masks, labels, num_classes=3)
+  np.testing.assert_array_equal(gap, 0.0)
+  # Real differences of the same direction do count.
+  real = experiment.class_gap_per_example(pattern + 0.1 * by_class, labels,
+                                          num_classes=3)
+  assert float(real.mean()) > 0.3
+
+
 def test_same_class_partners_are_other_examples_of_the_class():
   labels = np.array([0, 1, 0, 2, 1, 0, 1])
   p = experiment.same_class_partners(labels, seed=3)

@@ -202,16 +202,35 @@ def _batched(fn, x, size: int = 500):
   return jnp.concatenate([fn(x[i:i + size]) for i in range(0, len(x), size)])
 
 
-def class_gap_per_example(masks, labels, *, num_classes: int = NUM_CLASSES):
+MASK_TOLERANCE = 1e-3  # RMS per pixel below which two masks are the same
+
+
+def residuals(masks, *, tol: float = MASK_TOLERANCE):
+  """Masks minus the mean mask, ``(N, d)``; zero where a mask's RMS
+  deviation from the mean is below ``tol``.
+
+  Without the tolerance a cosine between residuals of float-rounding size
+  (a collapsed A whose masks are one saturated pattern) measures only the
+  direction of that rounding, which still depends on the input and hence on
+  its class.
+  """
+  z = jnp.asarray(masks, jnp.float32).reshape(len(masks), -1)
+  z = z - z.mean(0, keepdims=True)
+  rms = jnp.sqrt(jnp.square(z).mean(-1, keepdims=True))
+  return jnp.where(rms >= tol, z, 0.0)
+
+
+def class_gap_per_example(masks, labels, *, num_classes: int = NUM_CLASSES,
+                          tol: float = MASK_TOLERANCE):
   """Each mask's mean cosine to the other masks of its class minus its mean
-  cosine to masks of other classes (centred as `metrics.class_similarity`).
+  cosine to masks of other classes (centred residuals, `residuals`; a mask
+  within ``tol`` of the mean mask has similarity 0 with every mask).
 
   Returns:
     ``(N,)``; their mean weighs examples equally (the pair-weighted version
     is `metrics.class_similarity`'s ``gap``).
   """
-  z = jnp.asarray(masks, jnp.float32).reshape(len(masks), -1)
-  z = z - z.mean(0, keepdims=True)
+  z = residuals(masks, tol=tol)
   norm = jnp.linalg.norm(z, axis=-1, keepdims=True)
   z = z / jnp.where(norm > 0, norm, 1.0)
   labels = jnp.asarray(labels, jnp.int32)
@@ -270,10 +289,12 @@ def mask_metrics(config, task, f, a, x, y, key, *, untrained_a=None) -> dict:
   """
   masks = _batched(a, x)
   imp = metrics_lib.importance(masks)
-  sim = metrics_lib.class_similarity(imp, y, num_classes=NUM_CLASSES)
+  z = residuals(imp)  # centred, masks within tolerance of the mean -> 0
+  sim = metrics_lib.class_similarity(z, y, num_classes=NUM_CLASSES,
+                                     centre=False)
   k_perm, k_null, k_rand, k_swap = jax.random.split(key, 4)
   null = metrics_lib.permuted_class_gaps(
-      k_null, imp, y, num_classes=NUM_CLASSES,
+      k_null, z, y, num_classes=NUM_CLASSES, centre=False,
       num_permutations=config.eval.num_permutations)
   gap = class_gap_per_example(imp, y)
   gap_perm = class_gap_per_example(imp, jax.random.permutation(k_perm, y))
@@ -288,6 +309,8 @@ def mask_metrics(config, task, f, a, x, y, key, *, untrained_a=None) -> dict:
   per_class = np.asarray(sim['within_per_class'])
   numbers = {
       'mask_mean': float(masks.mean()),
+      'share_of_masks_off_the_mean_mask': float(
+          (jnp.abs(z).sum(-1) > 0).mean()),
       'class_similarity': {
           'within': float(sim['within']), 'between': float(sim['between']),
           'gap': float(sim['gap']),
@@ -306,7 +329,8 @@ def mask_metrics(config, task, f, a, x, y, key, *, untrained_a=None) -> dict:
   if untrained_a is not None:
     fresh = metrics_lib.importance(_batched(untrained_a, x))
     numbers['class_similarity']['untrained_a_gap'] = float(
-        metrics_lib.class_similarity(fresh, y, num_classes=NUM_CLASSES)['gap'])
+        metrics_lib.class_similarity(residuals(fresh), y, centre=False,
+                                     num_classes=NUM_CLASSES)['gap'])
     numbers['untrained_a_input_specificity'] = {
         k: float(v) for k, v in metrics_lib.input_specificity(
             1 - fresh).items()}
