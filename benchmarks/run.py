@@ -159,6 +159,7 @@ def translated_mnist_setup() -> LanSetup:
 
 SETUPS: dict[str, Callable[[], LanSetup]] = {
     'translated_mnist': translated_mnist_setup,
+    'cifar10': lambda: experiment_setup('cifar10'),
 }
 
 

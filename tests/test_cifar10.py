@@ -6,6 +6,8 @@ import json
 import math
 import os
 import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -23,12 +25,18 @@ from lanjax.data import cifar10 as c10
 from lanjax.data import tfds_data
 from lanjax.experiments import figures
 from lanjax.models import cifar
-from conftest import SHARED, load_config
+from lanjax.experiments import cifar10 as experiment
+from lanjax.experiments import get_experiment
+from lanjax.experiments import skeleton
+from conftest import ROOT, SHARED, load_config, subprocess_env
 
 
 def _shared_dir():
-  """../shared, or $LANJAX_SHARED_DIR (worktrees outside the main checkout)."""
-  for d in (SHARED, os.environ.get('LANJAX_SHARED_DIR', '')):
+  """../shared, or $LANJAX_SHARED_DIR, or the parent of $TFDS_DATA_DIR
+  (worktrees outside the main checkout)."""
+  tfds_dir = os.environ.get('TFDS_DATA_DIR', '')
+  for d in (SHARED, os.environ.get('LANJAX_SHARED_DIR', ''),
+            os.path.dirname(tfds_dir.rstrip('/')) if tfds_dir else ''):
     if d and (pathlib.Path(d) / 'tensorflow_datasets' / 'cifar10').is_dir():
       return pathlib.Path(d)
   pytest.skip('../shared/tensorflow_datasets/cifar10 not present')
@@ -492,11 +500,17 @@ def test_config_variants():
   assert tuple(map(tuple, default.f.convs)) == cifar.PAPER_CONVS
   assert tuple(default.f.dense) == cifar.PAPER_DENSE
   assert tuple(default.lan.hidden) == (500, 500, 500)
-  assert default.lan.learning_rate == 5e-4
+  assert default.lan.compare_betas == (5.0,)
+  assert tuple(default.lan.mask_shape) == (32, 32, 1)
   assert tuple(default.eval.figure_classes) == c10.FIG4_CLASSES
   paper = load_config('cifar10', 'paper')
   assert paper.f.num_steps == paper.lan.num_steps == 250_000
   assert paper.f.learning_rate == 1e-4
+  assert paper.lan.learning_rate == 5e-4 and paper.lan.batch_size == 128
+  # Every config extends the base config (the documented overrides exist).
+  for c in (default, paper, load_config('cifar10', 'quick')):
+    assert 'fidelity_budget' in c.lan and 'init_from' in c.f
+    assert set(c.eval.methods) <= set(default.eval.methods)
   quick = load_config('cifar10', 'quick')
   assert quick.f.num_steps < 100 and quick.lan.num_steps < 100
   with pytest.raises(ValueError, match='paper or quick'):
@@ -515,3 +529,215 @@ def test_docstring_examples_run(obj):
   for t in tests:
     runner.run(t)
   assert runner.failures == 0
+
+
+# ----------------------------------------------------------------------------
+# The experiment (lanjax.experiments.cifar10).
+
+
+def test_experiment_is_registered_with_synthetic_data():
+  exp = get_experiment('cifar10')
+  assert exp is experiment.EXPERIMENT
+  config = load_config('cifar10', 'quick')
+  data = exp.synthetic_data(config, num_train=40, num_test=20)
+  assert data['train']['image'].shape == (40, 32, 32, 3)
+  assert data['train']['image'].dtype == np.uint8
+  assert data['test']['label'].max() < 10
+  task, = exp.tasks(config, data)
+  assert task.name == ''
+  batch = task.f_batch(task.train_data, jax.random.key(0))
+  assert batch['x'].shape == (config.f.batch_size, 32, 32, 3)
+  assert 0.0 <= float(batch['x'].min()) and float(batch['x'].max()) <= 1.0
+  mask = task.make_lan()(batch['x'])
+  assert mask.shape == (config.f.batch_size, 32, 32, 1)
+  # F explained in inference mode, trained with dropout.
+  f = task.make_f()
+  x = batch['x'][:4]
+  np.testing.assert_array_equal(f(x), f(x))
+  assert not np.allclose(task.f_forward(f, x, jax.random.key(0)),
+                         task.f_forward(f, x, jax.random.key(1)))
+
+
+def test_make_lan_refuses_a_mask_that_does_not_fit_the_images():
+  config = load_config('cifar10', 'quick')
+  config.lan.mask_shape = (16, 16, 1)
+  with pytest.raises(ValueError, match='mask_shape'):
+    experiment.make_lan(config)
+
+
+def test_augmentation_follows_the_config():
+  config = load_config('cifar10', 'quick')
+  assert experiment.augment_range(config) == c10.AffineRange(10.0, 0.1, 3.0)
+  config.data.augment.enabled = False
+  assert experiment.augment_range(config) is None
+
+
+def _pairwise_gap_per_example(masks, labels):
+  z = np.asarray(masks, np.float64).reshape(len(masks), -1)
+  z = z - z.mean(0)
+  z = z / np.linalg.norm(z, axis=1, keepdims=True)
+  sim = z @ z.T
+  out = []
+  for i in range(len(z)):
+    same = labels == labels[i]
+    same[i] = False
+    out.append(sim[i, same].mean() - sim[i, labels != labels[i]].mean())
+  return np.array(out)
+
+
+def test_class_gap_per_example_equals_the_pairwise_means():
+  rs = np.random.RandomState(0)
+  labels = rs.randint(0, 3, 31)
+  masks = rs.rand(31, 4, 4, 1) + 0.8 * (labels[:, None, None, None] == 1)
+  got = experiment.class_gap_per_example(masks, labels, num_classes=3)
+  np.testing.assert_allclose(got, _pairwise_gap_per_example(masks, labels),
+                             atol=1e-5)
+  assert float(got[labels == 1].mean()) > 0.2  # class 1 shares a pattern
+
+
+def test_class_gap_ignores_float_rounding_of_one_collapsed_mask():
+  """A collapsed A (one saturated pattern for every input) differs across
+  inputs only by rounding-size amounts that still follow the class: no
+  shared class features."""
+  rs = np.random.RandomState(0)
+  labels = np.repeat(np.arange(3), 10)
+  pattern = (rs.rand(1, 64) > 0.5).astype(np.float32)
+  by_class = (labels[:, None] == np.arange(64) % 3).astype(np.float32)
+  masks = pattern + 1e-6 * by_class + 1e-7 * rs.rand(30, 64)
+  gap = experiment.class_gap_per_example(masks, labels, num_classes=3)
+  np.testing.assert_array_equal(gap, 0.0)
+  # Real differences of the same direction do count.
+  real = experiment.class_gap_per_example(pattern + 0.1 * by_class, labels,
+                                          num_classes=3)
+  assert float(real.mean()) > 0.3
+
+
+def test_same_class_partners_are_other_examples_of_the_class():
+  labels = np.array([0, 1, 0, 2, 1, 0, 1])
+  p = experiment.same_class_partners(labels, seed=3)
+  np.testing.assert_array_equal(labels[p], labels)
+  assert p[3] == 3  # alone in its class
+  others = np.flatnonzero(labels != 2)
+  assert (p[others] != others).all()
+  assert sorted(p) == list(range(len(labels)))  # a permutation
+
+
+def _bright_pixel_images(n=24, seed=0):
+  rs = np.random.RandomState(seed)
+  pos = rs.randint(0, 32, (n, 2))
+  x = np.full((n, 32, 32, 3), 0.1, np.float32)
+  x[np.arange(n), pos[:, 0], pos[:, 1]] = 1.0
+  return jnp.asarray(x), pos
+
+
+def _max_reader(x):
+  """A black box whose class-0 evidence is the brightest pixel."""
+  v = x.max((1, 2, 3))
+  return jnp.stack([8 * v, 8 * (1 - v)], -1)
+
+
+def test_own_mask_beats_a_swapped_mask_only_when_masks_are_specific():
+  x, pos = _bright_pixel_images()
+  masks = np.ones((len(x), 32, 32, 1), np.float32)
+  masks[np.arange(len(x)), pos[:, 0], pos[:, 1]] = 0.0  # keep own pixel
+  partner = experiment.same_class_partners(np.zeros(len(x), int))
+  zero = lanjax.ConstantNoise(0.0)
+  d = experiment.own_vs_swapped_mask(_max_reader, x, jnp.asarray(masks),
+                                     partner, zero, jax.random.key(0),
+                                     num_samples=2, size=10)
+  assert d.shape == (len(x),)
+  assert float(d.min()) > 0.5
+  same = jnp.broadcast_to(jnp.asarray(masks[:1]), masks.shape)
+  d_same = experiment.own_vs_swapped_mask(_max_reader, x, same, partner, zero,
+                                          jax.random.key(0), num_samples=2)
+  np.testing.assert_allclose(d_same, 0.0, atol=1e-6)
+
+
+def test_deletion_gain_over_random_rewards_the_right_pixels():
+  x, pos = _bright_pixel_images(16)
+  right = np.zeros((len(x), 32, 32, 1), np.float32)
+  right[np.arange(len(x)), pos[:, 0], pos[:, 1]] = 1.0
+  mean_removal = metrics.removal_by_mean()
+  gain = experiment.deletion_gain_over_random(
+      _max_reader, x, jnp.asarray(right), jax.random.key(0), mean_removal, 8)
+  assert gain.shape == (len(x),) and float(gain.mean()) > 0.3
+  wrong = 1.0 - right  # the bright pixel last
+  loss = experiment.deletion_gain_over_random(
+      _max_reader, x, jnp.asarray(wrong), jax.random.key(0), mean_removal, 8)
+  assert float(loss.mean()) < 0.0
+
+
+def _tiny(config, tmp_path):
+  """The quick config shrunk further for a test: two methods, one removal."""
+  config.data.data_dir = str(tmp_path / 'no_data_here')
+  config.data.offline_data_dir = ''
+  config.data.train_limit = config.data.test_limit = 200
+  config.eval.num_examples = 200
+  config.eval.methods = ('lan', 'gradient', 'random')
+  config.eval.removals = ('blur',)
+  config.eval.curve_steps = 2
+  config.eval.sanity_lan_steps = 2
+  config.lan.compare_betas = (5.0,)
+  return config
+
+
+@pytest.mark.slow
+def test_quick_experiment_end_to_end_on_mock_data(tmp_path):
+  config = _tiny(load_config('cifar10', 'quick'), tmp_path)
+  with tfds.testing.mock_data(num_examples=200):
+    skeleton.train(experiment.EXPERIMENT, config, str(tmp_path))
+    m = skeleton.evaluate(experiment.EXPERIMENT, config, str(tmp_path))
+  for name in ('fig4.png', 'fig4_beta5.png', 'mean_importance.png',
+               'comparison.md', 'perturbation_curves.png', 'metrics.json',
+               'f_learning_curve.png'):
+    assert (tmp_path / name).stat().st_size > 0, name
+  assert (tmp_path / 'beta_5' / 'checkpoints' / 'lan').is_dir()
+  assert json.loads((tmp_path / 'beta_5' / 'lan_explains.json').read_text())[
+      'beta'] == 5.0
+  assert json.loads((tmp_path / 'metrics.json').read_text()) == json.loads(
+      json.dumps(m))
+  assert m['f_step'] == config.f.num_steps
+  assert m['lan_step'] == config.lan.num_steps
+  assert m['data_note'] == c10.DATA_NOTE_OFFICIAL
+  assert 0.0 <= m['f_test_accuracy'] <= 1.0
+  assert set(m['betas']) == {'7', '5'}
+  assert set(m['comparison']['methods']) == set(config.eval.methods)
+  assert set(m['betas']['5']['comparison']['methods']) == {'lan', 'random'}
+  for b in m['betas'].values():
+    s = b['class_similarity']
+    assert -1.0 <= s['gap'] <= 2.0 and 'untrained_a_gap' in s
+    assert 0.0 <= b['input_specificity']['specific_fraction'] <= 1.0
+  # An untrained F and A on random images with random labels: every claim
+  # is false, with its interval and threshold recorded.
+  assert set(m['claims']) == {
+      'f_is_far_above_chance', 'masks_of_a_class_share_features',
+      'masks_are_input_specific', 'lan_beats_random_on_deletion_under_blur'}
+  assert not any(m['claims'].values())
+  for c in m['claims_detail'].values():
+    assert c['ci95'][0] <= c['effect'] <= c['ci95'][1]
+
+
+@pytest.mark.slow
+def test_train_cli_on_real_cifar10(tmp_path):
+  shared = _shared_dir()
+  lossless = shared / 'data' / 'cifar10' / 'lossless_subset.npz'
+  env = subprocess_env(TFDS_DATA_DIR=str(shared / 'tensorflow_datasets'))
+  r = subprocess.run(
+      [sys.executable, str(ROOT / 'train.py'), '--config',
+       str(ROOT / 'configs' / 'cifar10.py:quick'), '--workdir', str(tmp_path),
+       '--config.data.test_limit=1000', '--config.eval.num_examples=1000',
+       f'--config.data.lossless_subset={lossless}',
+       "--config.eval.methods=('lan','random')",
+       "--config.eval.removals=('blur',)", '--config.eval.curve_steps=2',
+       '--config.eval.sanity_lan_steps=2'],
+      env=env, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+  m = json.loads((tmp_path / 'metrics.json').read_text())
+  assert m['data_note'] == c10.DATA_NOTE_OFFLINE_JPEG  # said next to numbers
+  assert m['num_test_examples'] == 1000
+  assert 0.0 <= m['f_test_accuracy'] <= 1.0
+  if lossless.exists():
+    j = m['jpeg_vs_original']
+    assert j['num_examples'] == 1000 and 28 < j['psnr_median_db'] < 33
+  assert (tmp_path / 'fig4.png').stat().st_size > 0
+  assert 'claim masks_are_input_specific' in r.stdout
