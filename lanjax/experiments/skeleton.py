@@ -484,6 +484,12 @@ def compare_methods(config: Config, task: Task, trained: Trained, x, *,
                             'note': f'A refit for {steps} steps on the fully '
                                     'randomised F'}
     lan_row['sanity_pass'] = bool(high < 0.5)
+    flat = np.asarray(metrics_lib.importance(a_random(x[:n]))).reshape(n, -1)
+    if float(flat.std(-1).max()) < 1e-6:
+      # The refit A's maps are constant: a rank correlation says nothing.
+      lan_row['sanity_pass'] = None
+      lan_row['sanity_note'] = ('not applicable: the A refit on the '
+                                'randomised F gives constant maps')
   seconds = lan_training_seconds(workdir)  # the task's directory
   if lan_row is not None and seconds is not None:
     t_lan = lan_row['seconds_per_example']['mean']
