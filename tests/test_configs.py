@@ -19,8 +19,12 @@ def documented_overrides() -> list[str]:
   text = (ROOT / 'README.md').read_text()
   found = sorted(set(re.findall(r'--config\.[a-z_][a-z_.]*=[^\s`\'")]+', text)))
   concrete = {'N': '4', 'M': '256'}
-  return [re.sub(r'=(N|M)$', lambda m: '=' + concrete[m.group(1)], f)
-          for f in found]
+  flags_ = {}
+  for f in found:  # one value per field: a later flag would override it
+    flags_.setdefault(f.split('=', 1)[0],
+                      re.sub(r'=(N|M)$', lambda m: '=' + concrete[m.group(1)],
+                             f))
+  return sorted(flags_.values())
 
 
 def parse(name, variant, overrides):
