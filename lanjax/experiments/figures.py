@@ -350,6 +350,7 @@ def sdc_focus_landscape(points, labels, xs, ys, values, path, *, title='',
   ax.legend(fontsize=7, markerscale=2)
   fig.colorbar(im, ax=ax, label=label)
   ax.set_title(title, fontsize=9)
+  io.save_figure(fig, path, dpi=120, bbox_inches='tight')
 
 
 def frame_pairs(frames, maps, path, *, title='', cols=None, columns=None,
