@@ -497,12 +497,7 @@ def summarize(config, results, workdir) -> dict:
           f'{s.get("untrained_a_gap", float("nan")):.4f}); specific fraction '
           f'{b["input_specificity"]["specific_fraction"]:.3f}; own - swapped '
           f'mask {b["own_minus_swapped_mask_probability"]:.4f}', flush=True)
-  for name, c in m['claims'].items():
-    print(f'claim {name}: {"HOLDS" if c["holds"] else "fails"} (effect '
-          f'{c["effect"]:.3f}, 95% CI [{c["ci95"][0]:.3f}, {c["ci95"][1]:.3f}]'
-          f', threshold {c["threshold"]:.3f})', flush=True)
-  return {'claims': {name: c['holds'] for name, c in m['claims'].items()},
-          'claims_detail': m['claims']}
+  return skeleton.report_claims(results)
 
 
 EXPERIMENT = skeleton.Experiment(

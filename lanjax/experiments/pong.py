@@ -431,12 +431,7 @@ def summarize(config, results, workdir) -> dict:
         f'{m["area_share_paddle_columns"]:.3f}); duplicate kept in column '
         f'{d["column"]["kept"]["mean"]:.3f} vs elsewhere '
         f'{d["elsewhere"]["kept"]["mean"]:.3f}', flush=True)
-  for name, c in m['claims'].items():
-    print(f'claim {name}: {"HOLDS" if c["holds"] else "fails"} (effect '
-          f'{c["effect"]:.4f}, 95% CI [{c["ci95"][0]:.4f}, '
-          f'{c["ci95"][1]:.4f}], threshold {c["threshold"]:.4f})', flush=True)
-  return {'claims_detail': m['claims'],
-          'claims': {k: c['holds'] for k, c in m['claims'].items()}}
+  return skeleton.report_claims(results)
 
 
 EXPERIMENT = skeleton.Experiment(

@@ -553,14 +553,7 @@ def summarize(config, results, workdir) -> dict:
               if 'alpha' in m else ''), flush=True)
     if 'table_markdown' in m:
       print(m['table_markdown'], flush=True)
-  claims = {f'{kind}/{name}': c for kind, m in results.items()
-            for name, c in m.get('claims', {}).items()}
-  for name, c in claims.items():
-    print(f'claim {name}: {"HOLDS" if c["holds"] else "fails"} (effect '
-          f'{c["effect"]:.3f}, 95% CI [{c["ci95"][0]:.3f}, {c["ci95"][1]:.3f}]'
-          f', threshold {c["threshold"]:.3f})', flush=True)
-  return {'claims': {name: c['holds'] for name, c in claims.items()},
-          'claims_detail': claims}
+  return skeleton.report_claims(results)
 
 
 EXPERIMENT = skeleton.Experiment(

@@ -466,11 +466,12 @@ def compare_methods(config: Config, task: Task, trained: Trained, x, *,
     a_random = refit_lan(config, task, trained.f_apply, randomised,
                          num_steps=steps, key=jax.random.fold_in(key, 2))
     layer = [m for m in table['metrics'] if m.startswith('sanity_rank_corr/')]
+    batches = np.array_split(np.arange(n), max(1, n // 50))
+    random_maps = [metrics_lib.importance(a_random(x[b])) for b in batches]
     corr = np.concatenate([
         np.asarray(metrics_lib.rank_correlation(
-            metrics_lib.importance(trained.a(x[b])),
-            metrics_lib.importance(a_random(x[b]))))
-        for b in np.array_split(np.arange(n), max(1, n // 50))])
+            metrics_lib.importance(trained.a(x[b])), m))
+        for b, m in zip(batches, random_maps)])
     mean, low, high = metrics_lib.bootstrap_ci(
         corr, num=config.eval.num_bootstrap)
     # A is amortised for one F: its maps on a partly randomised F would need
@@ -484,8 +485,9 @@ def compare_methods(config: Config, task: Task, trained: Trained, x, *,
                             'note': f'A refit for {steps} steps on the fully '
                                     'randomised F'}
     lan_row['sanity_pass'] = bool(high < 0.5)
-    flat = np.asarray(metrics_lib.importance(a_random(x[:n]))).reshape(n, -1)
-    if float(flat.std(-1).max()) < 1e-6:
+    spread = max(float(np.asarray(m).reshape(m.shape[0], -1).std(-1).max())
+                 for m in random_maps)
+    if spread < 1e-6:
       # The refit A's maps are constant: a rank correlation says nothing.
       lan_row['sanity_pass'] = None
       lan_row['sanity_note'] = ('not applicable: the A refit on the '
@@ -537,3 +539,25 @@ def claim(values, *, above: float, statement: str, baseline=None,
     low, high = (float(q) for q in np.quantile(diffs, [0.025, 0.975]))
   return {'holds': bool(low > above), 'effect': effect, 'ci95': [low, high],
           'threshold': float(above), 'statement': statement}
+
+
+def report_claims(results: dict) -> dict:
+  """Prints every task's claims; returns them for the summary.
+
+  Args:
+    results: ``{task name: metrics}`` whose ``'claims'`` are `claim` records.
+
+  Returns:
+    ``{'claims': {name: holds}, 'claims_detail': {name: record}}``, names
+    prefixed with the task's (``'standard/blob_around_digit'``) where the
+    task has one.
+  """
+  claims = {f'{task}/{name}' if task else name: c
+            for task, m in results.items()
+            for name, c in m.get('claims', {}).items()}
+  for name, c in claims.items():
+    print(f'claim {name}: {"HOLDS" if c["holds"] else "fails"} (effect '
+          f'{c["effect"]:.4g}, 95% CI [{c["ci95"][0]:.4g}, '
+          f'{c["ci95"][1]:.4g}], threshold {c["threshold"]:.4g})', flush=True)
+  return {'claims': {name: c['holds'] for name, c in claims.items()},
+          'claims_detail': claims}

@@ -428,14 +428,7 @@ def summarize(config, results, workdir) -> dict:
           f'{m["mask_mean"]:.3f}; corner accuracy '
           f'{m["accuracy_digits_in_corner"]:.3f} vs elsewhere '
           f'{m["accuracy_digits_elsewhere"]:.3f}', flush=True)
-  claims = {f'{domain}/{name}': c for domain, m in results.items()
-            for name, c in m.get('claims', {}).items()}
-  for name, c in claims.items():
-    print(f'claim {name}: {"HOLDS" if c["holds"] else "fails"} (effect '
-          f'{c["effect"]:.3f}, 95% CI [{c["ci95"][0]:.3f}, {c["ci95"][1]:.3f}]'
-          f', threshold {c["threshold"]:.3f})', flush=True)
-  return {'claims': {name: c['holds'] for name, c in claims.items()},
-          'claims_detail': claims}
+  return skeleton.report_claims(results)
 
 
 EXPERIMENT = skeleton.Experiment(
