@@ -276,6 +276,19 @@ def test_agreement_is_per_example_over_classes():
   np.testing.assert_array_equal(metrics.agreement(logits, ref), [1.0, 0.0])
 
 
+def test_permuted_keeps_each_examples_values_not_their_places():
+  maps = jnp.arange(24.0).reshape(2, 3, 4)  # distinct values per example
+  out = np.asarray(metrics.permuted(jax.random.key(0), maps))
+  assert out.shape == (2, 3, 4)
+  # Each example keeps its own values (the same amount of corruption) ...
+  np.testing.assert_array_equal(np.sort(out.reshape(2, -1), -1),
+                                np.asarray(maps).reshape(2, -1))
+  # ... in other places, with a permutation of its own.
+  assert np.mean(out == np.asarray(maps)) < 0.5
+  assert not np.array_equal(np.argsort(out[0].ravel()),
+                            np.argsort(out[1].ravel()))
+
+
 def _weighted_f(w):
   """Class-1 logit ``x @ w``, class-0 logit 0."""
   return lambda x: jnp.stack([jnp.zeros(x.shape[0]), x @ w], -1)
