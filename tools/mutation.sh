@@ -5,6 +5,8 @@
 #   bash tools/mutation.sh                   # everything in scope
 #   bash tools/mutation.sh 'lanjax.metrics.*'   # one module (mutmut globs)
 #   MUTATION_JOBS=8 bash tools/mutation.sh   # more parallel mutants
+#   MUTATION_SAMPLE=25 bash tools/mutation.sh   # a seeded sample, 25 per module
+#                                              (needs mutants/ from a run)
 #
 # mutmut copies lanjax/ and tests/ into mutants/, makes every mutant of the
 # modules in [tool.mutmut] only_mutate (pyproject.toml), and runs, for each
@@ -43,9 +45,14 @@ scope=(
   'lanjax.training*x_lan_update__*'
 )
 if [ "$#" -gt 0 ]; then scope=("$@"); fi
+if [ -n "${MUTATION_SAMPLE:-}" ]; then
+  mapfile -t scope < <(python tools/mutation_sample.py "$MUTATION_SAMPLE" "${MUTATION_SEED:-0}")
+fi
 start=$(date +%s)
 mutmut run --max-children "$jobs" "${scope[@]}" || true  # survivors exit != 0
 cpu=$(times | tail -1)  # user and system time of the finished children
-echo "$(date -u +%F) | ${scope[*]} | $jobs | $(( $(date +%s) - start )) | ${cpu} | $(cut -d' ' -f1-3 /proc/loadavg)" >> mutants/timing.log
+label="${scope[*]}"
+if [ -n "${MUTATION_SAMPLE:-}" ]; then label="sample of $MUTATION_SAMPLE per module (seed ${MUTATION_SEED:-0}), ${#scope[@]} mutants"; fi
+echo "$(date -u +%F) | ${label} | $jobs | $(( $(date +%s) - start )) | ${cpu} | $(cut -d' ' -f1-3 /proc/loadavg)" >> mutants/timing.log
 python tools/mutation_report.py > docs/mutation_report.md
 echo "report: docs/mutation_report.md"

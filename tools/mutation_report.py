@@ -5,8 +5,9 @@ Usage (after ``tools/mutation.sh`` ran mutmut)::
   python tools/mutation_report.py > docs/mutation_report.md
 
 Counts, per module, the mutants of the functions in scope (the core modules
-whole; in the training code only `apply_gradients`, `classifier_update` and
-`lan_update`), killed / survived / not run, and lists every survivor with its
+and the attribution methods whole; in the training code only
+`apply_gradients`, `classifier_update` and `lan_update`), killed / survived /
+not run, and lists every survivor with its
 diff and, where ``tools/mutation_equivalents.tsv`` names it, why it is
 equivalent (no test can tell it from the original). The kill rate excludes
 listed equivalents; the raw rate counts them as survivors.
@@ -21,13 +22,14 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # module -> functions in scope (None: all of them).
 SCOPE = {
     'corruption': None, 'noise': None, 'losses': None, 'objective': None,
-    'metrics': None,
+    'metrics': None, 'attribution': None,
     'training': ('apply_gradients', 'classifier_update', 'lan_update'),
 }
 KILLED = {1, 3, 36, -24, 24, 152, 255}  # failed tests, pytest error, timeouts
@@ -83,6 +85,16 @@ def load_equivalents():
   return out
 
 
+def load_timing():
+  """Rows ``date | scope | jobs | wall s | user and sys time | load``
+  that tools/mutation.sh appends to mutants/timing.log after each run."""
+  path = os.path.join(ROOT, 'mutants', 'timing.log')
+  if not os.path.exists(path):
+    return []
+  with open(path) as fh:
+    return [l.strip() for l in fh if l.strip()]
+
+
 def diff(name):
   run = subprocess.run(['mutmut', 'show', name], cwd=ROOT, text=True,
                        capture_output=True, check=False)
@@ -112,14 +124,19 @@ def main():
     else:
       c['other'] += 1  # no tests (5, 33), suspicious, segfault
       survivors.append((key, function))
+  with open(os.path.join(ROOT, 'pyproject.toml'), 'rb') as fh:
+    selection = tomllib.load(fh)['tool']['mutmut'][
+        'pytest_add_cli_args_test_selection']
   out = ['# Mutation testing report', '',
-         f'Generated {datetime.date.today()} by `tools/mutation.sh` '
-         '(mutmut 3, tests: test_core.py, test_core_behaviour.py, '
-         'test_training_behaviour.py; mutmut runs the tests that reach each '
-         'mutated function). Scope: the core modules whole, and '
-         '`apply_gradients`, `classifier_update`, `lan_update` of the training '
-         'code. Error-message strings are not mutated (`do_not_mutate_patterns`'
-         ' in pyproject.toml; tests/test_errors.py checks them).', '',
+         f'Generated {datetime.date.today()} by `tools/mutation.sh` (mutmut '
+         '3.8.1). Scope: the core modules and the attribution methods whole, '
+         'and `apply_gradients`, `classifier_update`, `lan_update` of the '
+         'training code. Error-message strings are not mutated '
+         '(`do_not_mutate_patterns` in pyproject.toml; tests/test_errors.py '
+         'checks them). For each mutant mutmut runs, fastest first and up to '
+         'the first failure, those of the selected tests that reached the '
+         'mutated function in its stats run; selected: '
+         + ', '.join(f'`{t}`' for t in selection) + '.', '',
          'Kill rate = killed / (run - equivalent); raw = killed / run.', '',
          '| module | mutants | run | killed | survived | equivalent | '
          'other | kill rate | raw |',
@@ -136,6 +153,16 @@ def main():
     out.append(f'| {module} | {c["total"]} | {run} | {c["killed"]} | '
                f'{c["survived"]} | {c["equivalent"]} | {c["other"]} | {rate} '
                f'| {raw} |')
+  timing = load_timing()
+  if timing:
+    out += ['', '## Runs', '',
+            'Appended by tools/mutation.sh after each `mutmut run` (wall time '
+            'includes mutmut\'s stats and clean-test runs; user and system '
+            'time of all its processes; the machine is shared, so the load '
+            'average is part of the measurement).', '',
+            '| date | mutants (globs) | jobs | wall s | user, sys | load 1/5/15 '
+            'min |', '|---|---|---|---|---|---|']
+    out += ['| ' + row + ' |' for row in timing]
   out += ['', '## Survivors', '',
           'Each with its diff; equivalent ones with the reason no test can '
           'tell them from the original.', '']
