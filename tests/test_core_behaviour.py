@@ -37,6 +37,21 @@ def test_lower_rank_mask_broadcasts_from_the_trailing_axes():
     corruption.check_broadcastable((4, 3), (2, 3, 4))
 
 
+def test_each_argument_that_is_not_an_array_is_named():
+  x = jnp.zeros((2, 3))
+  for args, name in (((x.tolist(), x, x), 'x'), ((x, x.tolist(), x), 'mask'),
+                     ((x, x, x.tolist()), 'noise')):
+    with pytest.raises(TypeError, match=f'^{name} must be an array'):
+      lanjax.corrupt(*args)
+  f = lambda z: z
+  eta = jnp.zeros((1, 2, 3))
+  for args, name in (((x.tolist(), x, eta), 'x'), ((x, x.tolist(), eta), 'mask'),
+                     ((x, x, eta.tolist()),
+                      r'noise \(K samples per example, see lanjax.noise\)')):
+    with pytest.raises(TypeError, match=f'^{name} must be an array'):
+      objective.lan_terms(f, *args)
+
+
 def test_noise_of_another_shape_is_refused():
   with pytest.raises(ValueError, match='noise must have exactly'):
     lanjax.corrupt(jnp.zeros((2, 3)), jnp.zeros((2, 3)), jnp.zeros((2, 1)))

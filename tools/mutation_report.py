@@ -36,6 +36,16 @@ KILLED = {1, 3, 36, -24, 24, 152, 255}  # failed tests, pytest error, timeouts
 SURVIVED = {0}
 
 
+def wilson(k, n, z=1.96):
+  """95% Wilson interval of a proportion k / n (for sampled runs)."""
+  if n == 0:
+    return float('nan'), float('nan')
+  p = k / n
+  centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+  half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+  return centre - half, centre + half
+
+
 def _module(meta_path):
   rel = os.path.relpath(meta_path, os.path.join(ROOT, 'mutants'))
   return rel[:-len('.py.meta')].replace(os.sep, '.')
@@ -137,22 +147,29 @@ def main():
          'the first failure, those of the selected tests that reached the '
          'mutated function in its stats run; selected: '
          + ', '.join(f'`{t}`' for t in selection) + '.', '',
-         'Kill rate = killed / (run - equivalent); raw = killed / run.', '',
+         'Kill rate = killed / (run - equivalent); raw = killed / run. Where '
+         'only a sample of a module\'s mutants ran, the interval is the 95% '
+         'Wilson interval of its kill rate (the sample is uniform, seeded: '
+         'tools/mutation_sample.py).', '',
          '| module | mutants | run | killed | survived | equivalent | '
-         'other | kill rate | raw |',
-         '|---|---|---|---|---|---|---|---|---|']
+         'other | kill rate | 95% interval | raw |',
+         '|---|---|---|---|---|---|---|---|---|---|']
   for module in SCOPE:
     c = by_module.get(module)
     if not c:
-      out.append(f'| {module} | 0 | 0 | | | | | not run | |')
+      out.append(f'| {module} | 0 | 0 | | | | | not run | | |')
       continue
     run = c['total'] - c['not run']
     denom = run - c['equivalent']
     rate = f'{100 * c["killed"] / denom:.1f}%' if denom else 'n/a'
     raw = f'{100 * c["killed"] / run:.1f}%' if run else 'n/a'
+    interval = ''
+    if denom and run < c['total']:
+      low, high = wilson(c['killed'], denom)
+      interval = f'[{100 * low:.0f}%, {100 * high:.0f}%]'
     out.append(f'| {module} | {c["total"]} | {run} | {c["killed"]} | '
                f'{c["survived"]} | {c["equivalent"]} | {c["other"]} | {rate} '
-               f'| {raw} |')
+               f'| {interval} | {raw} |')
   timing = load_timing()
   if timing:
     out += ['', '## Runs', '',
