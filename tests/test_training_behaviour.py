@@ -296,6 +296,14 @@ def test_lan_update_chunks_as_configured():
   assert lengths(cpu_max_inputs=2) == ([8], False)  # at least one sample
   assert lengths(cpu_max_inputs=None) == ([], False)
   assert lengths() == ([], False)  # default cap 1024
+  # The default cap is 1024 inputs: 128 x 8 fits; 205 x 5 = 1025 does not
+  # (one chunk of 1024 // 205 = 4 samples and a tail of 1).
+  for b, k, expected in ((128, 8, []), (205, 5, [1])):
+    update = training.lan_update(graphdef, tx, _f_apply,
+                                 lambda d, key: d['pool'], beta=1.0,
+                                 num_samples=k)
+    assert _scan_lengths(update, {**data, 'pool': _pool(b)}, params,
+                         tx) == (expected, False)
   # An explicit chunk size or memory budget: remat, and no tiling on top.
   assert lengths(chunk_size=2, cpu_max_inputs=8) == ([4], True)
   f = lambda z: _f_apply(data['f_params'], z)
