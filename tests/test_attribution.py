@@ -328,6 +328,18 @@ def test_autoencoder_needs_a_named_score():
     (lambda f, x: at.integrated_gradients(f, x, chunk_size=0), 'chunk_size'),
     (lambda f, x: at.integrated_gradients(f, x, num_steps=2.5), 'num_steps'),
     (lambda f, x: at.smoothgrad(f, x, key=KEY, sigma=-1.0), 'sigma'),
+    (lambda f, x: at.smoothgrad(f, x, key=KEY, num_samples=0),
+     '^num_samples must be a positive int'),
+    (lambda f, x: at.mask_optimisation(
+        f, x, key=KEY, noise=lanjax.ConstantNoise(0.), beta=1.0,
+        num_samples=0), '^num_samples must be a positive int'),
+    (lambda f, x: at.mask_optimisation(
+        f, x, key=KEY, noise=lanjax.ConstantNoise(0.), beta=1.0,
+        num_steps=0), '^num_steps must be a positive int'),
+    (lambda f, x: at.rise(f, x, key=KEY, num_masks=0),
+     '^num_masks must be a positive int'),
+    (lambda f, x: at.rise(f, x, key=KEY, grid_size=0),
+     '^grid_size must be a positive int'),
     (lambda f, x: at.rise(f, x, key=KEY, keep=1.0), 'keep'),
     (lambda f, x: at.occlusion(f, x, window=9), 'window'),
     (lambda f, x: at.occlusion(f, x, window=(2, 2, 2)), 'window'),

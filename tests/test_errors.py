@@ -552,7 +552,7 @@ def test_metrics_name_mismatched_maps_and_regions():
   with pytest.raises(TypeError, match='mass_in_region: region must be an '
                                       'array'):
     metrics.mass_in_region(score, [[True]])
-  with pytest.raises(ValueError, match='empty batch'):
+  with pytest.raises(ValueError, match='pointing_game: score is an empty batch'):
     metrics.pointing_game(jnp.ones((0, 4)), jnp.ones((0, 4), bool))
   # A region on the map's grid without its channel axis is fine.
   assert metrics.mass_in_region(score, jnp.ones((2, 4, 4), bool)).shape == (2,)
