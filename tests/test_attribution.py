@@ -301,6 +301,22 @@ def test_chunked_equals_unchunked(name, kwargs, chunk):
   np.testing.assert_allclose(chunked, whole, rtol=1e-4, atol=1e-6)
 
 
+def test_defaults_are_the_documented_settings():
+  # The signature's defaults are those the docs and configs rely on (the
+  # number of evaluations kept small in both calls).
+  f = _linear(_normal((64, 3), 0))
+  x = _uniform((1, 8, 8, 1), 0)
+  for method, cheap, documented in (
+      (at.rise, dict(num_masks=8), dict(grid_size=7, keep=0.5)),
+      (at.smoothgrad, dict(num_samples=2), dict(sigma=0.15)),
+      (at.integrated_gradients, {}, dict(num_steps=64, baseline=0.0)),
+      (at.occlusion, {}, dict(window=4, stride=2))):
+    np.testing.assert_allclose(
+        method(f, x, key=KEY, chunk_size=None, **cheap),
+        method(f, x, key=KEY, chunk_size=None, **cheap, **documented),
+        rtol=1e-6, err_msg=method.__name__)
+
+
 def test_sum_over_matches_a_python_sum():
   items = (jnp.arange(7.0), jnp.arange(7.0) * 2)
   fn = lambda it: (it[0] * it[1], jnp.stack([it[0], 1.0]))
