@@ -76,6 +76,11 @@ def test_gradient_x_input_is_gradient_times_input_minus_baseline():
   np.testing.assert_allclose(at.gradient_x_input(f, x), g * x, rtol=1e-6)
   np.testing.assert_allclose(at.gradient_x_input(f, x, baseline=0.5),
                              g * (x - 0.5), rtol=1e-6)
+  # A named score is the one differentiated.
+  w = _normal((16, 3), 1)
+  np.testing.assert_allclose(
+      at.gradient_x_input(_linear(w), x, score=_first_output),
+      w[:, 0] * x, rtol=1e-6)
 
 
 @pytest.mark.parametrize('baseline', [0.0, 0.3])
@@ -278,7 +283,8 @@ def test_random_methods_are_jit_safe_and_keyed(name):
       atol=1e-6)
   if name != 'mask_optimisation':  # constant noise: no randomness
     assert not np.allclose(explain(f, x, jax.random.key(7, impl='rbg')), eager)
-  with pytest.raises(ValueError, match='key'):
+  with pytest.raises(ValueError, match=f'^{at.get_method(name).__name__} '
+                     'is random: pass key='):
     explain(f, x, None)
 
 

@@ -347,6 +347,15 @@ def test_deletion_curve_default_class_is_the_clean_prediction():
                                     num_steps=2)
   np.testing.assert_allclose(curve[:, 0], 1 - _sigmoid([-2.0, -1.0, 0.0]),
                              rtol=1e-5)
+  # Per example: two examples predicted as different classes, each tracked.
+  f = _weighted_f(jnp.array([1.0, 1.0]))
+  x = jnp.array([[1.0, 1.0], [-2.0, -1.0]])  # class 1 (p = s(2)); class 0
+  curve, _ = metrics.deletion_curve(f, x, jnp.array([[1, 0], [1, 0]]),
+                                    num_steps=2)
+  np.testing.assert_allclose(curve[:, 0], _sigmoid([2.0, 1.0, 0.0]),
+                             rtol=1e-5)
+  np.testing.assert_allclose(curve[:, 1], 1 - _sigmoid([-3.0, -2.0, 0.0]),
+                             rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------

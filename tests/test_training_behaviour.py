@@ -63,6 +63,13 @@ def test_apply_gradients_skips_non_finite_loss_or_any_leaf_and_counts_steps():
   updates, opt_state = tx.update(good, state['opt_state'], params)
   _tree_close(new['params'], optax.apply_updates(params, updates), rtol=1e-6)
   _tree_close(new['opt_state'], opt_state, rtol=1e-6)
+  # Optimisers that read the parameters (weight decay) get them.
+  adamw = optax.adamw(0.1, weight_decay=0.5)
+  decayed, _ = training.apply_gradients(training.init_state(params, adamw),
+                                        good, jnp.float32(2.0), adamw)
+  updates, _ = adamw.update(good, adamw.init(params), params)
+  _tree_close(decayed['params'], optax.apply_updates(params, updates),
+              rtol=1e-6)
   for loss, grads in ((jnp.float32(jnp.nan), good),  # finite grads, NaN loss
                       (jnp.float32(jnp.inf), good),
                       (jnp.float32(1.0), {**good, 'b': good['b'].at[1].set(
