@@ -331,6 +331,11 @@ def test_sum_over_matches_a_python_sum():
     got = at.sum_over(fn, items, chunk_size=chunk)
     np.testing.assert_allclose(got[0], expected[0])
     np.testing.assert_allclose(got[1], expected[1])
+  # Sums keep fn's dtype (integers stay exact; float16 stays float16).
+  ints = at.sum_over(lambda v: v * 2, jnp.arange(7), chunk_size=3)
+  assert ints.dtype == jnp.int32 and int(ints) == 42
+  half = at.sum_over(lambda v: v, jnp.ones(7, jnp.float16), chunk_size=3)
+  assert half.dtype == jnp.float16 and float(half) == 7.0
 
 
 def test_autoencoder_needs_a_named_score():
