@@ -75,6 +75,17 @@ def test_constant_noise_defaults_to_zero_and_keeps_the_input_dtype():
     noise.ConstantNoise(1.0).value = 2.0
 
 
+def test_noise_sample_counts_and_a_scalar_input():
+  x = jnp.zeros((2, 3))
+  for bad in (0, True, 2.5, -1):
+    for sampler in (noise.ConstantNoise(), noise.BootstrapNoise(x)):
+      with pytest.raises(ValueError, match='number of noise samples K must'):
+        sampler.sample(jax.random.key(0), x, bad)
+  # Constant noise needs no batch axis: a scalar input gets K scalars.
+  eta = noise.ConstantNoise(3.0).sample(jax.random.key(0), jnp.float32(1.0), 2)
+  np.testing.assert_array_equal(eta, [3.0, 3.0])
+
+
 def test_bootstrap_draws_are_independent_across_examples_and_differ_from_x():
   pool = jnp.arange(1000.0)[:, None]  # 1000 distinct one-component examples
   x = jnp.full((16, 1), -1.0)  # not in the pool
