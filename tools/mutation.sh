@@ -50,7 +50,8 @@ if [ -n "${MUTATION_SAMPLE:-}" ]; then
 fi
 start=$(date +%s)
 mutmut run --max-children "$jobs" "${scope[@]}" || true  # survivors exit != 0
-cpu=$(times | tail -1)  # user and system time of the finished children
+times > mutants/.times  # (no pipe: a subshell would report its own children)
+cpu=$(tail -1 mutants/.times)  # user and system time of the finished children
 label="${scope[*]}"
 if [ -n "${MUTATION_SAMPLE:-}" ]; then label="sample of $MUTATION_SAMPLE per module (seed ${MUTATION_SEED:-0}), ${#scope[@]} mutants"; fi
 echo "$(date -u +%F) | ${label} | $jobs | $(( $(date +%s) - start )) | ${cpu} | $(cut -d' ' -f1-3 /proc/loadavg)" >> mutants/timing.log

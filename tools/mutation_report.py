@@ -205,6 +205,10 @@ def main():
             'Listed in tools/mutation_equivalents.tsv but not survivors now '
             '(renumbered after a code change, or killed): '
             + ', '.join(f'`{s}`' for s in stale), '']
+  notes = os.path.join(ROOT, 'tools', 'mutation_notes.md')
+  if os.path.exists(notes):
+    with open(notes) as fh:
+      out += ['', fh.read().rstrip()]
   sys.stdout.write('\n'.join(out) + '\n')
 
 
