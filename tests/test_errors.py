@@ -525,6 +525,11 @@ def test_f_output_that_is_not_arrays():
     lanjax.lan_loss(lambda z: 'logits', x, mask, eta, beta=1.)
   with pytest.raises(TypeError, match='F returned NoneType'):
     lanjax.lan_loss(lambda z: None, x, mask, eta, beta=1.)
+  # F that returns arrays on x but not on the corrupted inputs: named too.
+  with pytest.raises(TypeError, match='F returned NoneType on the corrupted '
+                                      'inputs'):
+    lanjax.lan_loss(lambda z: z if z.shape[0] == x.shape[0] else None, x,
+                    mask, eta, beta=1.)
 
 
 def test_pytree_output_of_f_sums_leafwise_losses():
