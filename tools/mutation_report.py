@@ -83,8 +83,8 @@ def load():
   return results
 
 
-def load_equivalents():
-  path = os.path.join(ROOT, 'tools', 'mutation_equivalents.tsv')
+def load_equivalents(name='mutation_equivalents.tsv'):
+  path = os.path.join(ROOT, 'tools', name)
   out = {}
   if os.path.exists(path):
     with open(path) as fh:
@@ -116,6 +116,7 @@ def diff(name):
 def main():
   results = load()
   equivalents = load_equivalents()
+  new_kills = load_equivalents('mutation_new_kills.tsv')
   by_module = collections.defaultdict(collections.Counter)
   survivors = []
   for key, (module, function, code) in sorted(results.items()):
@@ -130,6 +131,7 @@ def main():
         c['equivalent'] += 1
       else:
         c['survived'] += 1
+        c['new test'] += key in new_kills
       survivors.append((key, function))
     else:
       c['other'] += 1  # no tests (5, 33), suspicious, segfault
@@ -150,26 +152,35 @@ def main():
          'Kill rate = killed / (run - equivalent); raw = killed / run. Where '
          'only a sample of a module\'s mutants ran, the interval is the 95% '
          'Wilson interval of its kill rate (the sample is uniform, seeded: '
-         'tools/mutation_sample.py).', '',
-         '| module | mutants | run | killed | survived | equivalent | '
-         'other | kill rate | 95% interval | raw |',
-         '|---|---|---|---|---|---|---|---|---|---|']
+         'tools/mutation_sample.py). "New test": survivors of the run killed '
+         'since by a test written for them (planted by hand, watched to '
+         'fail; tools/mutation_new_kills.tsv); "with new tests" counts them '
+         'as killed.', '',
+         '| module | mutants | run | killed | survived | of which new test | '
+         'equivalent | other | kill rate | 95% interval | with new tests | '
+         '95% interval | raw |',
+         '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
   for module in SCOPE:
     c = by_module.get(module)
     if not c:
-      out.append(f'| {module} | 0 | 0 | | | | | not run | | |')
+      out.append(f'| {module} | 0 | 0 | | | | | | not run | | | | |')
       continue
     run = c['total'] - c['not run']
     denom = run - c['equivalent']
     rate = f'{100 * c["killed"] / denom:.1f}%' if denom else 'n/a'
     raw = f'{100 * c["killed"] / run:.1f}%' if run else 'n/a'
-    interval = ''
+    interval = new_interval = ''
+    with_new = c['killed'] + c['new test']
+    new_rate = f'{100 * with_new / denom:.1f}%' if denom else 'n/a'
     if denom and run < c['total']:
       low, high = wilson(c['killed'], denom)
       interval = f'[{100 * low:.0f}%, {100 * high:.0f}%]'
+      low, high = wilson(with_new, denom)
+      new_interval = f'[{100 * low:.0f}%, {100 * high:.0f}%]'
     out.append(f'| {module} | {c["total"]} | {run} | {c["killed"]} | '
-               f'{c["survived"]} | {c["equivalent"]} | {c["other"]} | {rate} '
-               f'| {interval} | {raw} |')
+               f'{c["survived"]} | {c["new test"]} | {c["equivalent"]} | '
+               f'{c["other"]} | {rate} | {interval} | {new_rate} | '
+               f'{new_interval} | {raw} |')
   timing = load_timing()
   if timing:
     out += ['', '## Runs', '',
@@ -186,11 +197,15 @@ def main():
   for key, function in survivors:
     code = results[key][2]
     status = ('equivalent' if key in equivalents else
+              'killed by a new test' if key in new_kills and code == 0 else
               'SURVIVED' if code == 0 else f'exit code {code}')
     out.append(f'### `{key}` ({function}): {status}')
     if key in equivalents:
       out.append('')
       out.append(equivalents[key])
+    elif key in new_kills and code == 0:
+      out.append('')
+      out.append(f'Killed by `{new_kills[key]}` (planted by hand).')
     out += ['', '```diff', diff(key), '```', '']
   stale = sorted(k for k in equivalents
                  if k not in results or results[k][2] not in (None, 0))
