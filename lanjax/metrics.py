@@ -96,6 +96,26 @@ def agreement(logits, reference_logits):
       jnp.float32)
 
 
+def permuted(key, maps):
+  """Each example's map with its components randomly permuted (the control).
+
+  The same values per example, hence the same amount of corruption for a
+  mask, placed without knowledge of F or of the example: the random-mask
+  control of a learned mask. Every example gets its own permutation.
+
+  Args:
+    key: PRNG key.
+    maps: ``(B, ...)``.
+
+  Returns:
+    ``(B, ...)``, each ``maps[i]`` permuted over all its components.
+  """
+  flat = _flat(maps)
+  perm = jax.vmap(jax.random.permutation)(
+      jax.random.split(key, flat.shape[0]), flat)
+  return perm.reshape(jnp.shape(maps))
+
+
 def box_region(boxes, size: int, shape):
   """Boolean maps of ``shape[:2]`` (H, W), True inside square boxes.
 

@@ -75,6 +75,9 @@ def test_budget_needs_log_beta_in_the_state_and_a_positive_value():
   with pytest.raises(ValueError, match='fidelity_budget must be > 0'):
     training.lan_update(graphdef, tx, f_apply, batch_fn, beta=1.0,
                         num_samples=2, fidelity_budget=-1.0)
+  with pytest.raises(ValueError, match='fidelity_budget must be > 0'):
+    training.lan_update(graphdef, tx, f_apply, batch_fn, beta=1.0,
+                        num_samples=2, fidelity_budget=0.0)
   update = training.lan_update(graphdef, tx, f_apply, batch_fn, beta=1.0,
                                num_samples=2, fidelity_budget=0.1)
   with pytest.raises(ValueError, match="init_state.*beta="):

@@ -76,6 +76,11 @@ def test_gradient_x_input_is_gradient_times_input_minus_baseline():
   np.testing.assert_allclose(at.gradient_x_input(f, x), g * x, rtol=1e-6)
   np.testing.assert_allclose(at.gradient_x_input(f, x, baseline=0.5),
                              g * (x - 0.5), rtol=1e-6)
+  # A named score is the one differentiated.
+  w = _normal((16, 3), 1)
+  np.testing.assert_allclose(
+      at.gradient_x_input(_linear(w), x, score=_first_output),
+      w[:, 0] * x, rtol=1e-6)
 
 
 @pytest.mark.parametrize('baseline', [0.0, 0.3])
@@ -278,7 +283,8 @@ def test_random_methods_are_jit_safe_and_keyed(name):
       atol=1e-6)
   if name != 'mask_optimisation':  # constant noise: no randomness
     assert not np.allclose(explain(f, x, jax.random.key(7, impl='rbg')), eager)
-  with pytest.raises(ValueError, match='key'):
+  with pytest.raises(ValueError, match=f'^{at.get_method(name).__name__} '
+                     'is random: pass key='):
     explain(f, x, None)
 
 
@@ -301,6 +307,21 @@ def test_chunked_equals_unchunked(name, kwargs, chunk):
   np.testing.assert_allclose(chunked, whole, rtol=1e-4, atol=1e-6)
 
 
+def test_defaults_are_the_documented_settings():
+  # The signature's defaults are those the docs and configs rely on.
+  f = _linear(_normal((64, 3), 0))
+  x = _uniform((1, 8, 8, 1), 0)
+  for method, cheap, documented in (
+      (at.rise, dict(num_masks=8), dict(grid_size=7, keep=0.5)),
+      (at.smoothgrad, dict(num_samples=2), dict(sigma=0.15)),
+      (at.integrated_gradients, {}, dict(num_steps=64, baseline=0.0)),
+      (at.occlusion, {}, dict(window=4, stride=2))):
+    # The same program (traced, not run): the same settings.
+    program = lambda **kw: str(jax.make_jaxpr(
+        lambda z: method(f, z, key=KEY, chunk_size=None, **cheap, **kw))(x))
+    assert program() == program(**documented), method.__name__
+
+
 def test_sum_over_matches_a_python_sum():
   items = (jnp.arange(7.0), jnp.arange(7.0) * 2)
   fn = lambda it: (it[0] * it[1], jnp.stack([it[0], 1.0]))
@@ -309,6 +330,11 @@ def test_sum_over_matches_a_python_sum():
     got = at.sum_over(fn, items, chunk_size=chunk)
     np.testing.assert_allclose(got[0], expected[0])
     np.testing.assert_allclose(got[1], expected[1])
+  # Sums keep fn's dtype (integers stay exact; float16 stays float16).
+  ints = at.sum_over(lambda v: v * 2, jnp.arange(7), chunk_size=3)
+  assert ints.dtype == jnp.int32 and int(ints) == 42
+  half = at.sum_over(lambda v: v, jnp.ones(7, jnp.float16), chunk_size=3)
+  assert half.dtype == jnp.float16 and float(half) == 7.0
 
 
 def test_autoencoder_needs_a_named_score():
@@ -328,6 +354,18 @@ def test_autoencoder_needs_a_named_score():
     (lambda f, x: at.integrated_gradients(f, x, chunk_size=0), 'chunk_size'),
     (lambda f, x: at.integrated_gradients(f, x, num_steps=2.5), 'num_steps'),
     (lambda f, x: at.smoothgrad(f, x, key=KEY, sigma=-1.0), 'sigma'),
+    (lambda f, x: at.smoothgrad(f, x, key=KEY, num_samples=0),
+     '^num_samples must be a positive int'),
+    (lambda f, x: at.mask_optimisation(
+        f, x, key=KEY, noise=lanjax.ConstantNoise(0.), beta=1.0,
+        num_samples=0), '^num_samples must be a positive int'),
+    (lambda f, x: at.mask_optimisation(
+        f, x, key=KEY, noise=lanjax.ConstantNoise(0.), beta=1.0,
+        num_steps=0), '^num_steps must be a positive int'),
+    (lambda f, x: at.rise(f, x, key=KEY, num_masks=0),
+     '^num_masks must be a positive int'),
+    (lambda f, x: at.rise(f, x, key=KEY, grid_size=0),
+     '^grid_size must be a positive int'),
     (lambda f, x: at.rise(f, x, key=KEY, keep=1.0), 'keep'),
     (lambda f, x: at.occlusion(f, x, window=9), 'window'),
     (lambda f, x: at.occlusion(f, x, window=(2, 2, 2)), 'window'),

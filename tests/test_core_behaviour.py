@@ -37,6 +37,21 @@ def test_lower_rank_mask_broadcasts_from_the_trailing_axes():
     corruption.check_broadcastable((4, 3), (2, 3, 4))
 
 
+def test_each_argument_that_is_not_an_array_is_named():
+  x = jnp.zeros((2, 3))
+  for args, name in (((x.tolist(), x, x), 'x'), ((x, x.tolist(), x), 'mask'),
+                     ((x, x, x.tolist()), 'noise')):
+    with pytest.raises(TypeError, match=f'^{name} must be an array'):
+      lanjax.corrupt(*args)
+  f = lambda z: z
+  eta = jnp.zeros((1, 2, 3))
+  for args, name in (((x.tolist(), x, eta), 'x'), ((x, x.tolist(), eta), 'mask'),
+                     ((x, x, eta.tolist()),
+                      r'noise \(K samples per example, see lanjax.noise\)')):
+    with pytest.raises(TypeError, match=f'^{name} must be an array'):
+      objective.lan_terms(f, *args)
+
+
 def test_noise_of_another_shape_is_refused():
   with pytest.raises(ValueError, match='noise must have exactly'):
     lanjax.corrupt(jnp.zeros((2, 3)), jnp.zeros((2, 3)), jnp.zeros((2, 1)))
@@ -58,6 +73,17 @@ def test_constant_noise_defaults_to_zero_and_keeps_the_input_dtype():
       3.0)
   with pytest.raises(dataclasses.FrozenInstanceError):
     noise.ConstantNoise(1.0).value = 2.0
+
+
+def test_noise_sample_counts_and_a_scalar_input():
+  x = jnp.zeros((2, 3))
+  for bad in (0, True, 2.5, -1):
+    for sampler in (noise.ConstantNoise(), noise.BootstrapNoise(x)):
+      with pytest.raises(ValueError, match='number of noise samples K must'):
+        sampler.sample(jax.random.key(0), x, bad)
+  # Constant noise needs no batch axis: a scalar input gets K scalars.
+  eta = noise.ConstantNoise(3.0).sample(jax.random.key(0), jnp.float32(1.0), 2)
+  np.testing.assert_array_equal(eta, [3.0, 3.0])
 
 
 def test_bootstrap_draws_are_independent_across_examples_and_differ_from_x():
@@ -276,6 +302,19 @@ def test_agreement_is_per_example_over_classes():
   np.testing.assert_array_equal(metrics.agreement(logits, ref), [1.0, 0.0])
 
 
+def test_permuted_keeps_each_examples_values_not_their_places():
+  maps = jnp.arange(24.0).reshape(2, 3, 4)  # distinct values per example
+  out = np.asarray(metrics.permuted(jax.random.key(0), maps))
+  assert out.shape == (2, 3, 4)
+  # Each example keeps its own values (the same amount of corruption) ...
+  np.testing.assert_array_equal(np.sort(out.reshape(2, -1), -1),
+                                np.asarray(maps).reshape(2, -1))
+  # ... in other places, with a permutation of its own.
+  assert np.mean(out == np.asarray(maps)) < 0.5
+  assert not np.array_equal(np.argsort(out[0].ravel()),
+                            np.argsort(out[1].ravel()))
+
+
 def _weighted_f(w):
   """Class-1 logit ``x @ w``, class-0 logit 0."""
   return lambda x: jnp.stack([jnp.zeros(x.shape[0]), x @ w], -1)
@@ -318,6 +357,15 @@ def test_deletion_curve_default_class_is_the_clean_prediction():
   curve, _ = metrics.deletion_curve(f, jnp.ones((1, 2)), jnp.array([[1, 0]]),
                                     num_steps=2)
   np.testing.assert_allclose(curve[:, 0], 1 - _sigmoid([-2.0, -1.0, 0.0]),
+                             rtol=1e-5)
+  # Per example: two examples predicted as different classes, each tracked.
+  f = _weighted_f(jnp.array([1.0, 1.0]))
+  x = jnp.array([[1.0, 1.0], [-2.0, -1.0]])  # class 1 (p = s(2)); class 0
+  curve, _ = metrics.deletion_curve(f, x, jnp.array([[1, 0], [1, 0]]),
+                                    num_steps=2)
+  np.testing.assert_allclose(curve[:, 0], _sigmoid([2.0, 1.0, 0.0]),
+                             rtol=1e-5)
+  np.testing.assert_allclose(curve[:, 1], 1 - _sigmoid([-3.0, -2.0, 0.0]),
                              rtol=1e-5)
 
 

@@ -525,6 +525,11 @@ def test_f_output_that_is_not_arrays():
     lanjax.lan_loss(lambda z: 'logits', x, mask, eta, beta=1.)
   with pytest.raises(TypeError, match='F returned NoneType'):
     lanjax.lan_loss(lambda z: None, x, mask, eta, beta=1.)
+  # F that returns arrays on x but not on the corrupted inputs: named too.
+  with pytest.raises(TypeError, match='F returned NoneType on the corrupted '
+                                      'inputs'):
+    lanjax.lan_loss(lambda z: z if z.shape[0] == x.shape[0] else None, x,
+                    mask, eta, beta=1.)
 
 
 def test_pytree_output_of_f_sums_leafwise_losses():
@@ -552,7 +557,7 @@ def test_metrics_name_mismatched_maps_and_regions():
   with pytest.raises(TypeError, match='mass_in_region: region must be an '
                                       'array'):
     metrics.mass_in_region(score, [[True]])
-  with pytest.raises(ValueError, match='empty batch'):
+  with pytest.raises(ValueError, match='pointing_game: score is an empty batch'):
     metrics.pointing_game(jnp.ones((0, 4)), jnp.ones((0, 4), bool))
   # A region on the map's grid without its channel axis is fine.
   assert metrics.mass_in_region(score, jnp.ones((2, 4, 4), bool)).shape == (2,)

@@ -126,6 +126,11 @@ def test_removal_operators():
   assert 0 < float(out[0, 7, 7, 0]) < 0.5
   np.testing.assert_allclose(out[0, 7, 6, 0], out[0, 6, 7, 0], rtol=1e-6)
   assert float(out[0, 7, 6, 0]) > float(out[0, 7, 5, 0]) > 0
+  # Inputs without channels (B, d): blurred along d, the Gaussian's taps.
+  line = blur(KEY, jnp.zeros((2, 15)).at[:, 7].set(1.0))
+  taps = np.exp(-0.5 * np.arange(-3, 4) ** 2)
+  np.testing.assert_allclose(line[:, 4:11], np.tile(taps / taps.sum(), (2, 1)),
+                             rtol=1e-5)
   eta = metrics.removal_by_noise(lanjax.BootstrapNoise(x[:1] + 5))(KEY, x)
   np.testing.assert_allclose(eta, jnp.broadcast_to(x[:1] + 5, x.shape))
   with pytest.raises(ValueError, match='sigma'):

@@ -63,6 +63,13 @@ def test_apply_gradients_skips_non_finite_loss_or_any_leaf_and_counts_steps():
   updates, opt_state = tx.update(good, state['opt_state'], params)
   _tree_close(new['params'], optax.apply_updates(params, updates), rtol=1e-6)
   _tree_close(new['opt_state'], opt_state, rtol=1e-6)
+  # Optimisers that read the parameters (weight decay) get them.
+  adamw = optax.adamw(0.1, weight_decay=0.5)
+  decayed, _ = training.apply_gradients(training.init_state(params, adamw),
+                                        good, jnp.float32(2.0), adamw)
+  updates, _ = adamw.update(good, adamw.init(params), params)
+  _tree_close(decayed['params'], optax.apply_updates(params, updates),
+              rtol=1e-6)
   for loss, grads in ((jnp.float32(jnp.nan), good),  # finite grads, NaN loss
                       (jnp.float32(jnp.inf), good),
                       (jnp.float32(1.0), {**good, 'b': good['b'].at[1].set(
@@ -296,6 +303,14 @@ def test_lan_update_chunks_as_configured():
   assert lengths(cpu_max_inputs=2) == ([8], False)  # at least one sample
   assert lengths(cpu_max_inputs=None) == ([], False)
   assert lengths() == ([], False)  # default cap 1024
+  # The default cap is 1024 inputs: 128 x 8 fits; 205 x 5 = 1025 does not
+  # (one chunk of 1024 // 205 = 4 samples and a tail of 1).
+  for b, k, expected in ((128, 8, []), (205, 5, [1])):
+    update = training.lan_update(graphdef, tx, _f_apply,
+                                 lambda d, key: d['pool'], beta=1.0,
+                                 num_samples=k)
+    assert _scan_lengths(update, {**data, 'pool': _pool(b)}, params,
+                         tx) == (expected, False)
   # An explicit chunk size or memory budget: remat, and no tiling on top.
   assert lengths(chunk_size=2, cpu_max_inputs=8) == ([4], True)
   f = lambda z: _f_apply(data['f_params'], z)

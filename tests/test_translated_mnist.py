@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from lanjax import metrics as metrics_lib
 from lanjax.data import translated_mnist as tm
 from lanjax.experiments import skeleton
 from lanjax.experiments import translated_mnist
@@ -62,6 +63,23 @@ def test_resize_keeps_range_and_shape():
   out = tm.resize_digits(images, 12)
   assert out.shape == (3, 12, 12)
   assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+def test_random_mask_control_is_the_lan_mask_permuted_per_image():
+  # F reads pixel (0, 0) only: class 0 while it stays above 0.5. The LAN
+  # mask corrupts every pixel but that one, so F keeps its prediction; the
+  # control (the same mask, permuted per image) corrupts pixel (0, 0) unless
+  # its one 0 lands there.
+  f = lambda x: jnp.stack([x[:, 0, 0, 0], jnp.full(x.shape[0], 0.5)], -1)
+  x = jnp.ones((64, 4, 4, 1))
+  mask = jnp.ones_like(x).at[:, 0, 0].set(0.0)
+  key = jax.random.key(0)
+  lan, control = translated_mnist.mask_agreements(f, x, mask, jnp.zeros_like(x),
+                                                  key=key)
+  np.testing.assert_array_equal(lan, 1.0)
+  kept = np.asarray(metrics_lib.permuted(key, mask))[:, 0, 0, 0] == 0.0
+  np.testing.assert_array_equal(control, kept.astype(np.float32))
+  assert 0 < kept.sum() < 16  # about 64 / 16 images keep pixel (0, 0)
 
 
 @pytest.mark.slow

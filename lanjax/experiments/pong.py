@@ -219,13 +219,6 @@ def duplicate_test(config, f) -> dict[str, Any]:
   return out
 
 
-def _permuted(masks, key):
-  flat = masks.reshape(masks.shape[0], -1)
-  perm = jax.vmap(jax.random.permutation)(
-      jax.random.split(key, flat.shape[0]), flat)
-  return perm.reshape(masks.shape)
-
-
 def _ci(v):
   mean, low, high = metrics_lib.bootstrap_ci(np.asarray(v, np.float64))
   return {'mean': mean, 'low': low, 'high': high}
@@ -264,7 +257,7 @@ def evaluate(config, data, task, trained, workdir) -> dict:
   # Fig. 5: does the mask change between frames? Against the same masks with
   # their pixels permuted per frame (same values, placed anew per frame).
   spread = pong.mask_spread(masks)
-  perm = _permuted(masks, jax.random.fold_in(task.keys[2], 3))
+  perm = metrics_lib.permuted(jax.random.fold_in(task.keys[2], 3), masks)
   spread_perm = pong.mask_spread(perm)
   dev = lambda m, s: (np.abs(np.asarray(m) - np.asarray(s['mean'])).mean(
       (1, 2, 3)) / float(s['mean'].mean()))

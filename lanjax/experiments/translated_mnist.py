@@ -203,6 +203,32 @@ def small_digit_accuracy(f_apply, f_params, small_digits, labels, canvas):
   return out.at[grid[:, 0], grid[:, 1]].set(acc)
 
 
+def mask_agreements(f, x, mask, eta, *, key):
+  """Does F keep its prediction under the LAN mask, and under the control?
+
+  Agreement of argmax F(x~) with argmax F(x), x~ corrupted by eq. (2) with
+  the noise sample ``eta``, for the LAN mask and for the same mask with its
+  pixels randomly permuted per image (`metrics.permuted`: the same amount of
+  corruption, placed without knowledge of F). The claim
+  ``lan_mask_keeps_prediction_better_than_random_mask`` compares the two.
+
+  Args:
+    f: the black box, ``x -> logits (B, C)``.
+    x: ``(B, H, W, 1)``.
+    mask: A(x), ``(B, H, W, 1)``.
+    eta: one noise sample of ``x``'s shape.
+    key: PRNG key of the permutations.
+
+  Returns:
+    ``(agreement_lan, agreement_random_mask)``, each ``(B,)`` in {0, 1}.
+  """
+  logits = f(x)
+  control = metrics_lib.permuted(key, mask)
+  return (metrics_lib.agreement(f(corruption.corrupt(x, mask, eta)), logits),
+          metrics_lib.agreement(f(corruption.corrupt(x, control, eta)),
+                                logits))
+
+
 def evaluate_task(config, data, task, trained, workdir) -> dict:
   """Figures and metrics of one trained domain; returns the metrics."""
   from lanjax.experiments import figures  # pylint: disable=g-import-not-at-top
@@ -220,15 +246,9 @@ def evaluate_task(config, data, task, trained, workdir) -> dict:
     mask = a(x)
     imp = metrics_lib.importance(mask)
     box = metrics_lib.box_region(corner, size, (canvas, canvas))[..., None]
-    # Agreement of argmax F(x~) with argmax F(x) under fresh noise, for the
-    # LAN mask and for the same mask with its pixels randomly permuted (same
-    # amount of corruption, placed without knowledge of F).
     eta = noise.sample(noise_key, x, 1)[0]
-    x_lan = corruption.corrupt(x, mask, eta)
+    agree_lan, agree_random = mask_agreements(f, x, mask, eta, key=perm_key)
     flat = mask.reshape(mask.shape[0], -1)
-    perm = jax.vmap(jax.random.permutation)(
-        jax.random.split(perm_key, flat.shape[0]), flat).reshape(mask.shape)
-    x_rand = corruption.corrupt(x, perm, eta)
     inside = np.zeros((canvas, canvas, 1), bool)
     inside[c0:, c0:] = True
     inside = inside.reshape(-1)
@@ -240,8 +260,8 @@ def evaluate_task(config, data, task, trained, workdir) -> dict:
         'box': box,
         'importance_corner_minus_elsewhere': (
             per_pixel[:, inside].mean(-1) - per_pixel[:, ~inside].mean(-1)),
-        'agreement_lan': metrics_lib.agreement(f(x_lan), logits),
-        'agreement_random_mask': metrics_lib.agreement(f(x_rand), logits),
+        'agreement_lan': agree_lan,
+        'agreement_random_mask': agree_random,
         'mask_mean': flat.mean(-1),
     }
 
