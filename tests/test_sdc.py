@@ -662,6 +662,26 @@ def test_segment_report_on_flat_synthetic_maps():
   np.testing.assert_allclose(r['ft'], 0.0)
 
 
+def test_mask_spread_tells_a_foreground_finder_from_a_constant_mask():
+  exp = _experiment()
+  config = _pool_config()
+  fg = np.array([0, 4, 8])
+  region = np.asarray(sm.foreground_region(jnp.asarray(fg), (12, 12), grid=3))
+  finder = 1.0 - 0.9 * region[..., None]  # keeps (0.1) the foreground only
+  seg = np.asarray(exp.mask_segments(config, jnp.asarray(finder, jnp.float32)))
+  np.testing.assert_allclose(seg, 1 - 0.9 * np.eye(9)[fg], rtol=1e-6)
+  s = exp.mask_spread(seg, fg)
+  np.testing.assert_allclose(
+      [s['mask_foreground'], s['mask_background'], s['mask_mean']],
+      [0.1, 1.0, (0.1 + 8) / 9], rtol=1e-6)
+  np.testing.assert_allclose(s['mask_input_dependence'],
+                             3 * np.std([0.1, 1, 1]) / 9, rtol=1e-6)
+  const = exp.mask_spread(np.full((3, 9), 0.7), fg)
+  np.testing.assert_allclose(
+      [const['mask_foreground'], const['mask_background'],
+       const['mask_input_dependence']], [0.7, 0.7, 0.0], atol=1e-12)
+
+
 def test_dependence_checks_tell_a_foreground_reader_from_a_background_one():
   exp = _experiment()
   config = _pool_config('synthetic')
