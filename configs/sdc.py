@@ -116,9 +116,12 @@ def get_config(arg=None):
   config.lan.mask_shape = (84, 84, 1)  # one mask channel over the mosaic
   config.lan.learning_rate = 1e-3
   config.lan.beta = 5.0
-  config.lan.noise = 'bootstrap'  # random training mosaics (or 'constant')
+  # Mosaics of background-class images (D_0): corrupting a segment never
+  # inserts a foreground-class digit ('bootstrap', random training mosaics,
+  # does with probability 1/m per segment; or 'constant').
+  config.lan.noise = 'background'
   config.lan.batch_size = 64
-  config.lan.num_steps = 400
+  config.lan.num_steps = 4_000
 
   config.eval.num_examples = 2_000  # test mosaics for accuracy, FT, claims
   config.eval.f_eval_examples = 500  # F's learning curve

@@ -507,7 +507,8 @@ def evaluate_task(config, data, task, trained, workdir) -> dict:
           {name: np.asarray(v[:nf]) for name, v in maps.items()},
           np.asarray(fgc[:nf]), g, os.path.join(workdir, 'sdc_mosaics.png'),
           title=f'{config.data.name}-SDC, F = {kind}: foreground dashed; '
-                'maps of each method (alpha: the FCAM\'s own)',
+                'maps of each method' + (" (alpha: the FCAM's own)"
+                                         if kind == 'fcam' else ''),
           fg_labels=np.asarray(y[:nf]))
   if kind == 'fcam' and g is None and len(config.data.segment_shape) == 1 \
       and config.data.segment_shape[0] == 2:
