@@ -3,7 +3,8 @@
 Pure functions (framework-agnostic, jit/vmap/grad-safe):
 
 * `corrupt` - eq. (2), ``x~ = A(x) * eta + (1 - A(x)) * x``;
-* `ConstantNoise`, `BootstrapNoise`, `make_noise` - noise distributions H;
+* `ConstantNoise`, `BootstrapNoise`, `GaussianNoise`, `make_noise` - noise
+  distributions H;
 * `lan_loss`, `lan_terms` - the objective, eq. (3), for any callable F;
 * `softmax_cross_entropy`, `squared_error` - output-space losses L_F;
 * `lanjax.metrics` - localisation and fidelity of masks, deletion and
@@ -23,7 +24,7 @@ them.
 
 from lanjax.corruption import corrupt
 from lanjax.losses import softmax_cross_entropy, squared_error
-from lanjax.noise import BootstrapNoise, ConstantNoise, make_noise
+from lanjax.noise import BootstrapNoise, ConstantNoise, GaussianNoise, make_noise
 from lanjax.objective import lan_loss, lan_terms
 from lanjax import metrics
 from lanjax import attribution
@@ -34,7 +35,7 @@ __version__ = '0.1.0'
 
 __all__ = [
     'corrupt', 'softmax_cross_entropy', 'squared_error', 'BootstrapNoise',
-    'ConstantNoise', 'make_noise', 'lan_loss', 'lan_terms', 'metrics',
+    'ConstantNoise', 'GaussianNoise', 'make_noise', 'lan_loss', 'lan_terms', 'metrics',
     'attribution', 'evaluation',
     'check_finite', 'check_range', 'check_lan_setup',
 ]

@@ -64,7 +64,7 @@ def base_config(experiment: str, *, dataset: str = '',
   # (`training.lan_update`); 0: fixed beta.
   c.lan.fidelity_budget = 0.0
   c.lan.beta_learning_rate = 0.02  # dual-ascent step on log(beta)
-  c.lan.noise = 'bootstrap'  # or 'constant'
+  c.lan.noise = 'bootstrap'  # or 'constant'; SDC also 'background'
   c.lan.noise_value = 0.0  # c, for constant noise
   c.lan.num_samples = 1  # K noise samples per example
   c.lan.chunk_size = 0  # >0: at most this many noise samples at once
@@ -156,8 +156,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _check(_is_int(lan.num_samples) and lan.num_samples >= 1,
            'config.lan.num_samples (K, noise samples per example) must be an '
            f'int >= 1, got {_got(lan.num_samples)}.')
-    _check(lan.noise in ('constant', 'bootstrap'),
-           f"config.lan.noise must be 'constant' or 'bootstrap', got "
+    _check(lan.noise in ('constant', 'bootstrap', 'background'),
+           f"config.lan.noise must be 'constant', 'bootstrap' or "
+           f"'background' (SDC: mosaics of background segments only), got "
            f'{lan.noise!r}.')
     if 'fidelity_budget' in lan:
       _check(_is_number(lan.fidelity_budget) and lan.fidelity_budget >= 0,

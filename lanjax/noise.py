@@ -106,6 +106,37 @@ class BootstrapNoise:
     return eta.astype(jnp.result_type(x))
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class GaussianNoise:
+  r"""Gaussian noise :math:`\eta = \mu + \sigma \epsilon`, :math:`\epsilon
+  \sim N(0, I)`.
+
+  Use it where the distribution of uninformative inputs is known, e.g. the
+  background distribution :math:`D_0` of a synthetic selective-dependence
+  task (`lanjax.data.sdc`). ``mean`` and ``std`` broadcast to one example
+  (scalars, or arrays of the example's trailing shape).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> GaussianNoise(jnp.zeros(2), 1.).sample(jax.random.key(0),
+    ...                                        jnp.ones((3, 9, 2)), 4).shape
+    (4, 3, 9, 2)
+  """
+
+  mean: Any = 0.0
+  std: Any = 1.0
+
+  def sample(self, key, x, num_samples: int):
+    """Returns ``(K, *x.shape)`` independent Gaussian draws."""
+    _check_sample_args(x, num_samples)
+    dtype = jnp.result_type(x)
+    shape = (num_samples,) + jnp.shape(x)
+    eps = jax.random.normal(key, shape, dtype)
+    return (jnp.asarray(self.mean, dtype)
+            + jnp.asarray(self.std, dtype) * eps).astype(dtype)
+
+
 def _check_sample_args(x, num_samples, *, batch=False):
   from lanjax import validation  # pylint: disable=g-import-not-at-top
   validation.check_array(x, name='x (the batch to draw noise for)',

@@ -99,6 +99,23 @@ def test_bootstrap_noise_transform_and_shape_check():
                                       2)
 
 
+def test_gaussian_noise_has_its_mean_and_std_per_feature():
+  mean, std = np.asarray([1.0, -3.0]), np.asarray([0.5, 2.0])
+  sampler = noise.GaussianNoise(mean, std)
+  x = jnp.zeros((50, 9, 2))
+  eta = jax.jit(lambda n, k, x: n.sample(k, x, 40))(sampler,
+                                                     jax.random.key(0), x)
+  assert eta.shape == (40, 50, 9, 2) and eta.dtype == jnp.float32
+  flat = np.asarray(eta).reshape(-1, 2)  # 18,000 draws per feature
+  np.testing.assert_array_less(np.abs(flat.mean(0) - mean), 5 * std / 134)
+  np.testing.assert_allclose(flat.std(0), std, rtol=0.03)
+  np.testing.assert_allclose(sampler.sample(jax.random.key(0), x, 40), eta,
+                             rtol=1e-5, atol=1e-6)  # jit may fuse (FMA)
+  assert not np.array_equal(sampler.sample(jax.random.key(1), x, 40), eta)
+  # Independent across samples and examples.
+  assert abs(np.corrcoef(flat[:-1, 0], flat[1:, 0])[0, 1]) < 0.05
+
+
 def test_bad_noise_config_errors():
   with pytest.raises(ValueError, match='empty'):
     noise.BootstrapNoise(jnp.zeros((0, 3)))

@@ -548,6 +548,64 @@ def test_mosaic_noise_draws_training_mosaics():
     noise.sample(jax.random.key(0), jnp.zeros((2, 8, 8, 1)), 1)
 
 
+def test_background_indices_hold_only_background_images():
+  _, labels = _pool(n=300)
+  bg = sdc.background_indices(labels, fg_classes=(0, 1, 2), num=400,
+                              seed=3)
+  assert bg.shape == (400, 9) and bg.dtype == np.int32
+  classes = labels[bg]
+  assert not np.isin(classes, (0, 1, 2)).any()
+  assert set(np.unique(classes)) == set(range(3, 10))  # every bg class
+  np.testing.assert_array_equal(
+      bg, sdc.background_indices(labels, fg_classes=(0, 1, 2), num=400,
+                                 seed=3))
+  only = sdc.background_indices(labels, fg_classes=(0, 1, 2), num=50,
+                                bg_classes=(5,))
+  assert (labels[only] == 5).all()
+  with pytest.raises(ValueError, match='share'):
+    sdc.background_indices(labels, fg_classes=(0, 1), num=5,
+                           bg_classes=(1, 4))
+  # The mosaics of the task are unchanged by the shared pools: same seed,
+  # same indices as before (label depends on the foreground only).
+  m = sdc.make_mosaic_indices(labels, fg_classes=(0, 1, 2), num=400, seed=3)
+  assert (np.isin(labels[m['idx']], (0, 1, 2)).sum(1) == 1).all()
+
+
+def test_background_noise_of_the_experiment_has_no_foreground():
+  """config.lan.noise='background': H draws every segment from D_0."""
+  exp = _experiment()
+  config = _pool_config()
+  config.lan.noise = 'background'
+  images, labels = _pool(n=200, size=4)
+  images = (np.arange(200, dtype=np.uint8)[:, None, None, None]
+            * np.ones((1, 4, 4, 1), np.uint8))  # image i is the constant i
+  ind = sdc.make_mosaic_indices(labels, fg_classes=(0, 1, 2), num=100,
+                                seed=0)
+  data = {'train': {'images': images, 'labels': labels, **ind}}
+  h = exp.make_noise(config, data)
+  eta = np.asarray(h.sample(jax.random.key(0), jnp.zeros((6, 12, 12, 1)), 4))
+  seg = np.asarray(sdc.segments_from_mosaic(jnp.asarray(eta), 3))
+  which = np.rint(seg[..., 0, 0, 0] * 255).astype(int)  # (4, 6, 9) images
+  assert not np.isin(labels[which], (0, 1, 2)).any()
+  assert len(np.unique(which)) > 40
+  # Bootstrap noise (the training mosaics) holds one foreground per draw.
+  config.lan.noise = 'bootstrap'
+  eta = exp.make_noise(config, data).sample(jax.random.key(0),
+                                            jnp.zeros((6, 12, 12, 1)), 4)
+  seg = np.asarray(sdc.segments_from_mosaic(eta, 3))
+  which = np.rint(seg[..., 0, 0, 0] * 255).astype(int)
+  np.testing.assert_array_equal(np.isin(labels[which], (0, 1, 2)).sum(-1), 1)
+  # Synthetic: Gaussian draws from D_0 (row 0 of the spec).
+  config = _pool_config('synthetic')
+  config.lan.noise = 'background'
+  data = sdc.make_synthetic('separable', num_train=20, num_test=5)
+  eta = np.asarray(exp.make_noise(config, data).sample(
+      jax.random.key(0), jnp.zeros((100, 9, 2)), 10)).reshape(-1, 2)
+  np.testing.assert_allclose(eta.mean(0), data['spec']['means'][0],
+                             atol=0.05)
+  np.testing.assert_allclose(eta.std(0), data['spec']['stds'][0], rtol=0.05)
+
+
 def _pool_config(variant='quick'):
   config = load_config('sdc', variant)
   return config
@@ -602,6 +660,26 @@ def test_segment_report_on_flat_synthetic_maps():
   np.testing.assert_allclose(r['foreground_mass'], 1.0)
   r = exp.segment_report(config, f, x, fg, imp[:, ::-1])  # mirrored: misses
   np.testing.assert_allclose(r['ft'], 0.0)
+
+
+def test_mask_spread_tells_a_foreground_finder_from_a_constant_mask():
+  exp = _experiment()
+  config = _pool_config()
+  fg = np.array([0, 4, 8])
+  region = np.asarray(sm.foreground_region(jnp.asarray(fg), (12, 12), grid=3))
+  finder = 1.0 - 0.9 * region[..., None]  # keeps (0.1) the foreground only
+  seg = np.asarray(exp.mask_segments(config, jnp.asarray(finder, jnp.float32)))
+  np.testing.assert_allclose(seg, 1 - 0.9 * np.eye(9)[fg], rtol=1e-6)
+  s = exp.mask_spread(seg, fg)
+  np.testing.assert_allclose(
+      [s['mask_foreground'], s['mask_background'], s['mask_mean']],
+      [0.1, 1.0, (0.1 + 8) / 9], rtol=1e-6)
+  np.testing.assert_allclose(s['mask_input_dependence'],
+                             3 * np.std([0.1, 1, 1]) / 9, rtol=1e-6)
+  const = exp.mask_spread(np.full((3, 9), 0.7), fg)
+  np.testing.assert_allclose(
+      [const['mask_foreground'], const['mask_background'],
+       const['mask_input_dependence']], [0.7, 0.7, 0.0], atol=1e-12)
 
 
 def test_dependence_checks_tell_a_foreground_reader_from_a_background_one():

@@ -217,6 +217,48 @@ def make_mosaic_indices(labels, *, fg_classes: Sequence[int], num: int,
   labels = np.asarray(labels).reshape(-1)
   fg_classes = tuple(int(c) for c in fg_classes)
   _check_positive(num=num, num_segments=num_segments)
+  bg_pool, fg_pools = _class_pools(labels, fg_classes, bg_classes)
+  rng = np.random.default_rng(seed)
+  fg = rng.integers(0, num_segments, num).astype(np.int32)
+  y = rng.integers(0, len(fg_classes), num).astype(np.int32)
+  idx = bg_pool[rng.integers(0, bg_pool.size, (num, num_segments))]
+  fg_idx = np.empty(num, np.int64)
+  for c, pool in enumerate(fg_pools):
+    sel = np.flatnonzero(y == c)
+    fg_idx[sel] = pool[rng.integers(0, pool.size, sel.size)]
+  idx[np.arange(num), fg] = fg_idx
+  return {'idx': idx.astype(np.int32), 'y': y, 'fg': fg}
+
+
+def background_indices(labels, *, fg_classes: Sequence[int], num: int,
+                       num_segments: int = 9, seed: int = 0,
+                       bg_classes: Optional[Sequence[int]] = None
+                       ) -> np.ndarray:
+  """Mosaics of background images only: every segment drawn from D_0.
+
+  The noise H of the LAN that holds no foreground: a corrupted segment
+  becomes a background image, never a foreground-class one (`MosaicNoise`
+  over these indices). Draws only on the pool's class labels, never on a
+  mosaic's ``i*``.
+
+  Args:
+    labels, fg_classes, num, num_segments, seed, bg_classes: as in
+      `make_mosaic_indices`.
+
+  Returns:
+    ``(N, m)`` int32 pool indices, each of a ``bg_classes`` image.
+  """
+  labels = np.asarray(labels).reshape(-1)
+  _check_positive(num=num, num_segments=num_segments)
+  bg_pool, _ = _class_pools(labels, tuple(int(c) for c in fg_classes),
+                            bg_classes)
+  rng = np.random.default_rng(seed)
+  return bg_pool[rng.integers(0, bg_pool.size, (num, num_segments))].astype(
+      np.int32)
+
+
+def _class_pools(labels, fg_classes, bg_classes):
+  """``(background pool, [foreground pool per class])`` of image indices."""
   if len(set(fg_classes)) != len(fg_classes) or not fg_classes:
     raise ValueError(f'fg_classes must be distinct classes, got {fg_classes}.')
   if bg_classes is None:
@@ -237,16 +279,7 @@ def make_mosaic_indices(labels, *, fg_classes: Sequence[int], num: int,
         + (f'foreground classes {empty}' if empty else 'any background class')
         + f' (classes present: {sorted(set(labels.tolist()))}); check '
         'fg_classes and the data (or a too small train/test limit).')
-  rng = np.random.default_rng(seed)
-  fg = rng.integers(0, num_segments, num).astype(np.int32)
-  y = rng.integers(0, len(fg_classes), num).astype(np.int32)
-  idx = bg_pool[rng.integers(0, bg_pool.size, (num, num_segments))]
-  fg_idx = np.empty(num, np.int64)
-  for c, pool in enumerate(fg_pools):
-    sel = np.flatnonzero(y == c)
-    fg_idx[sel] = pool[rng.integers(0, pool.size, sel.size)]
-  idx[np.arange(num), fg] = fg_idx
-  return {'idx': idx.astype(np.int32), 'y': y, 'fg': fg}
+  return bg_pool, fg_pools
 
 
 def grid_size(num_segments: int) -> int:
