@@ -41,6 +41,12 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
   sys.path.insert(0, _ROOT)
 
+# PyTorch's OpenMP threads spin while they wait by default; on a shared
+# machine (the load average is recorded) a descheduled spinning thread holds
+# up every parallel op: measured 10x slower 2-thread torch steps at load 10.
+# Passive waiting is the fair setting for the peer rows; set before torch loads.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
 import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
 import numpy as np
@@ -161,6 +167,9 @@ SETUPS: dict[str, Callable[[], LanSetup]] = {
     'translated_mnist': translated_mnist_setup,
     'cifar10': lambda: experiment_setup('cifar10'),
 }
+
+# Experiments whose LAN step has a PyTorch peer (benchmarks/torch_peers.py).
+PEER_SETUPS = ('translated_mnist', 'newsgroups', 'cifar10', 'pong', 'sdc')
 
 
 # ----------------------------------------------------------------------------
@@ -411,6 +420,123 @@ def bench_memory(*, batch_size: int, num_samples: int,
 
 
 # ----------------------------------------------------------------------------
+# Peers: the same LAN step in PyTorch (benchmarks/torch_peers.py).
+
+
+def torch_available() -> bool:
+  try:
+    import torch  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return False
+  return True
+
+
+def _interleaved(runners: dict, *, repeats: int, min_run_s: float) -> dict:
+  """Seconds per step of each runner, their runs interleaved.
+
+  ``runners[name](n) -> seconds`` runs ``n`` steps. Each runner gets a
+  warm-up run, then ``n`` is set so that one run takes about ``min_run_s``;
+  the timed runs alternate between the runners (A B A B ...), so that load
+  from other processes falls on all of them alike.
+
+  Returns:
+    ``{name: {'step_s', 'step_s_min', 'steps_per_run'}}``, medians over runs.
+  """
+  steps = {}
+  for name, fn in runners.items():
+    fn(1)  # compile / first-call costs
+    t = fn(1)
+    steps[name] = max(1, int(min_run_s / max(t, 1e-6)))
+  times = {name: [] for name in runners}
+  cpu = {name: [] for name in runners}
+  for _ in range(repeats):
+    for name, fn in runners.items():
+      c0 = time.process_time()
+      times[name].append(fn(steps[name]) / steps[name])
+      cpu[name].append((time.process_time() - c0) / steps[name])
+  return {name: {'step_s': _median(t), 'step_s_min': float(min(t)),
+                 'cpu_s': _median(cpu[name]), 'steps_per_run': steps[name]}
+          for name, t in times.items()}
+
+
+def _jax_runner(update, state, data):
+  step = training.jit(update, donate_argnums=0)
+  box = {'state': jax.tree.map(jnp.copy, state), 'i': 0}
+  rng = jax.random.key(0)
+
+  def run_steps(n):
+    t0 = time.perf_counter()
+    for _ in range(n):
+      box['state'], metrics = step(box['state'], data,
+                                   jax.random.fold_in(rng, box['i']))
+      box['i'] += 1
+    jax.block_until_ready((box['state'], metrics))
+    return time.perf_counter() - t0
+  return run_steps
+
+
+def _torch_runner(peer):
+  def run_steps(n):
+    t0 = time.perf_counter()
+    for _ in range(n):
+      loss = peer.step()
+    float(loss)
+    return time.perf_counter() - t0
+  return run_steps
+
+
+def bench_peers(names, ks, *, repeats: int, min_run_s: float,
+                peak_flops: float, batch_size: Optional[int] = None
+                ) -> list[dict]:
+  """lanjax's LAN step against the same step in PyTorch eager, per
+  experiment and K, at the experiment's default batch size, interleaved
+  (`_interleaved`); torch on as many threads as XLA:CPU uses."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import torch_peers  # pylint: disable=g-import-not-at-top
+  threads = torch_peers.num_threads()
+  torch.set_num_threads(threads)
+  torch.manual_seed(0)
+  out = []
+  for name in names:
+    setup = experiment_setup(name)
+    b = batch_size or setup.batch_size
+    for k in ks:
+      update = setup.lan_update(b, k)
+      untiled = training.jit(setup.lan_update(b, k, None, None))
+      flops = _cost(untiled.lower(setup.lan_state, setup.lan_data,
+                                  jax.random.key(0)).compile())['flops']
+      peer = torch_peers.build(name, setup, batch_size=b, num_samples=k)
+      t = _interleaved({'lanjax': _jax_runner(update, setup.lan_state,
+                                              setup.lan_data),
+                        'torch': _torch_runner(peer)},
+                       repeats=repeats, min_run_s=min_run_s)
+      r = {'setup': name, 'batch_size': b, 'num_samples': k,
+           'torch_threads': threads, 'torch_version': torch.__version__,
+           'flops': flops,
+           'lanjax_step_s': t['lanjax']['step_s'],
+           'torch_step_s': t['torch']['step_s'],
+           'lanjax_examples_per_s': b / t['lanjax']['step_s'],
+           'torch_examples_per_s': b / t['torch']['step_s'],
+           'ratio': t['torch']['step_s'] / t['lanjax']['step_s'],
+           'ratio_best_runs': (t['torch']['step_s_min']
+                               / t['lanjax']['step_s_min']),
+           'lanjax_cpu_s': t['lanjax']['cpu_s'],
+           'torch_cpu_s': t['torch']['cpu_s'],
+           'ratio_cpu': t['torch']['cpu_s'] / t['lanjax']['cpu_s'],
+           'lanjax_fraction_of_matmul_rate': (
+               flops / t['lanjax']['step_s'] / peak_flops),
+           'torch_fraction_of_matmul_rate': (
+               flops / t['torch']['step_s'] / peak_flops),
+           'steps_per_run': {n: v['steps_per_run'] for n, v in t.items()}}
+      print(f'[bench] peer {name} K={k} B={b}: lanjax '
+            f'{r["lanjax_examples_per_s"]:,.0f} vs torch '
+            f'{r["torch_examples_per_s"]:,.0f} examples/s '
+            f'({r["ratio"]:.2f}x)', flush=True)
+      out.append(r)
+  return out
+
+
+# ----------------------------------------------------------------------------
 # The run.
 
 PLANS = {
@@ -419,23 +545,35 @@ PLANS = {
                  steps_per_run=10, repeats=7, warmup_s=1.0, matmul_n=1024,
                  untiled_k=32,
                  memory=dict(batch_size=8, num_samples=256,
-                             chunk_sizes=(None, 32, 8))),
+                             chunk_sizes=(None, 32, 8)),
+                 peers=dict(ks=(1, 8, 32), repeats=5, min_run_s=0.6)),
     'quick': dict(ks=(1, 4), batch_sizes=(16,), k_for_batch_sweep=4,
                   untiled_k=None,
                   mask_batches=(256,), steps_per_run=2, repeats=2,
                   warmup_s=0.0,
                   matmul_n=256, batch_size=32,
                   memory=dict(batch_size=2, num_samples=16,
-                              chunk_sizes=(None, 4))),
+                              chunk_sizes=(None, 4)),
+                  peers=dict(ks=(1, 2), repeats=2, min_run_s=0.02,
+                             batch_size=16, names=('translated_mnist',))),
 }
 
 
-def run(plan: str = 'full', setups=None) -> dict:
-  """Runs every benchmark of ``plan`` and returns the results pytree."""
+SECTIONS = ('lan', 'peers', 'memory')
+
+
+def run(plan: str = 'full', setups=None, sections=SECTIONS) -> dict:
+  """Runs the ``sections`` of ``plan`` and returns the results pytree.
+
+  Sections: ``'lan'`` (the LAN step, F's step and A's inference of every
+  setup of `SETUPS`), ``'peers'`` (each experiment's LAN step against its
+  PyTorch peer, when torch imports), ``'memory'``.
+  """
   p = PLANS[plan]
   results = {
       'schema_version': SCHEMA_VERSION,
       'plan': plan,
+      'sections': list(sections),
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec='seconds'),
       'machine': {
@@ -455,7 +593,8 @@ def run(plan: str = 'full', setups=None) -> dict:
   results['matmul'] = mm
   peak = mm['flops_per_s']
   results['setups'] = {}
-  for name in (setups or SETUPS):
+  lan_setups = [n for n in (setups or SETUPS) if n in SETUPS]
+  for name in (lan_setups if 'lan' in sections else ()):
     print(f'[bench] {name}: building', flush=True)
     setup = SETUPS[name]()
     b0 = p.get('batch_size', setup.batch_size)
@@ -495,8 +634,20 @@ def run(plan: str = 'full', setups=None) -> dict:
         f'{r["masks_per_s"]:.0f} masks/s (B={r["batch_size"]})'
         for r in entry['a_inference']), flush=True)
     results['setups'][name] = entry
-  print('[bench] memory of the Pong LAN step', flush=True)
-  results['memory'] = bench_memory(**p['memory'])
+  if 'peers' in sections:
+    if torch_available():
+      q = dict(p['peers'])
+      names = q.pop('names', None) or [
+          n for n in (setups or PEER_SETUPS) if n in PEER_SETUPS]
+      results['peers'] = bench_peers(names, q.pop('ks'), peak_flops=peak,
+                                     **q)
+    else:
+      print('[bench] peers skipped: torch is not installed (pip install -r '
+            'benchmarks/requirements.txt)', flush=True)
+      results['peers'] = None
+  if 'memory' in sections:
+    print('[bench] memory of the Pong LAN step', flush=True)
+    results['memory'] = bench_memory(**p['memory'])
   results['machine']['load_average_end'] = list(os.getloadavg()) if hasattr(
       os, 'getloadavg') else None
   results['targets'] = targets(results)
@@ -533,12 +684,23 @@ def targets(results) -> list[dict]:
                           '< 0.25',
                 'value': share, 'unit': 'share', 'passed': share < 0.25})
   recompiles = sum(
-      r['recompiles'] for s in results['setups'].values()
+      r['recompiles'] for s in results.get('setups', {}).values()
       for r in s['lan_by_k'] + s['lan_by_batch'] + (
           [s['f_train']] if 'f_train' in s else []))
   out.append({'target': 'no recompilation in the steady state',
               'value': recompiles, 'unit': 'compiles', 'passed': recompiles == 0})
-  mem = {r['chunk_size']: r['temp_size_in_bytes'] for r in results['memory']}
+  for r in results.get('peers') or ():
+    out.append({'target': f'{r["setup"]} LAN step at K={r["num_samples"]}, '
+                          f'batch {r["batch_size"]}: >= 2x PyTorch eager',
+                'value': r['ratio'], 'unit': 'lanjax / torch',
+                'passed': bool(r['ratio'] >= 2.0)})
+    out.append({'target': f'{r["setup"]} LAN step at K={r["num_samples"]}: '
+                          '>= 30% of the f32 matmul rate',
+                'value': r['lanjax_fraction_of_matmul_rate'],
+                'unit': 'of matmul rate',
+                'passed': bool(r['lanjax_fraction_of_matmul_rate'] >= 0.3)})
+  mem = {r['chunk_size']: r['temp_size_in_bytes']
+         for r in results.get('memory') or ()}
   if None in mem and len(mem) > 1:
     smallest = min(v for k, v in mem.items() if k is not None)
     out.append({'target': 'chunking lowers the temporary memory of K='
@@ -600,30 +762,60 @@ def markdown(results) -> str:
     lines += [f'| {r["batch_size"]} | {_fmt(r["masks_per_s"])} |'
               for r in s['a_inference']]
     lines.append('')
-  lines += ['## Memory: many noise samples on 64x64x3 inputs', '',
-            "Pong's LAN step (appendix D: conv autoencoder F, squared error, "
-            'FC(500) A with a tiled 64x64x1 mask, bootstrap noise), compiled '
-            "only; XLA's memory analysis.", '',
-            '| K | batch | chunk size | temporaries MiB | total MiB | '
-            'arguments MiB | outputs MiB |',
-            '|---:|---:|---:|---:|---:|---:|---:|']
-  for r in results['memory']:
-    lines.append(
-        f'| {r["num_samples"]} | {r["batch_size"]} | '
-        f'{r["chunk_size"] or "none"} | '
-        f'{r["temp_size_in_bytes"] / 2 ** 20:,.1f} | '
-        f'{r["total_bytes"] / 2 ** 20:,.1f} | '
-        f'{r["argument_size_in_bytes"] / 2 ** 20:,.1f} | '
-        f'{r["output_size_in_bytes"] / 2 ** 20:,.1f} |')
-  lines += ['', 'Temporaries: the step\'s own intermediates (F\'s activations '
-            'for the corrupted copies, the K x B noise draw itself). '
-            'Arguments and outputs: A\'s parameters and Adam state, the data.']
+  if results.get('peers'):
+    r0 = results['peers'][0]
+    lines += ['## lanjax against the same step in PyTorch', '',
+              'Each experiment\'s LAN step (`training.lan_update` as the '
+              'experiment builds it) against the same step written in plain '
+              f'PyTorch {r0["torch_version"]} eager (`benchmarks/torch_peers.py`'
+              ': the same networks with the same parameters, F frozen, A '
+              'trained with Adam, K bootstrapped noise samples per example '
+              'evaluated as one batch, batch and noise drawn inside the '
+              f'step), torch on {r0["torch_threads"]} threads. Runs of the two '
+              'interleaved (medians; "best" = ratio of the fastest runs; '
+              '"CPU" = ratio of process CPU time per step, all threads, less '
+              'sensitive to other processes\' load). % of matmul rate: XLA\'s '
+              'FLOP count of the step over its time.', '',
+              '| experiment | K | batch | lanjax examples/s | torch examples/s '
+              '| lanjax / torch | best runs | CPU | lanjax % of matmul rate | '
+              'torch % |',
+              '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+    for r in results['peers']:
+      lines.append(
+          f'| {r["setup"]} | {r["num_samples"]} | {r["batch_size"]} | '
+          f'{_fmt(r["lanjax_examples_per_s"])} | '
+          f'{_fmt(r["torch_examples_per_s"])} | **{r["ratio"]:.2f}x** | '
+          f'{r["ratio_best_runs"]:.2f}x | {r["ratio_cpu"]:.2f}x | '
+          f'{r["lanjax_fraction_of_matmul_rate"]:.0%} | '
+          f'{r["torch_fraction_of_matmul_rate"]:.0%} |')
+    lines.append('')
+  if results.get('memory'):
+    lines += ['## Memory: many noise samples on 64x64x3 inputs', '',
+              "Pong's LAN step (appendix D: conv autoencoder F, squared error, "
+              'FC(500) A with a tiled 64x64x1 mask, bootstrap noise), compiled '
+              "only; XLA's memory analysis.", '',
+              '| K | batch | chunk size | temporaries MiB | total MiB | '
+              'arguments MiB | outputs MiB |',
+              '|---:|---:|---:|---:|---:|---:|---:|']
+    for r in results['memory']:
+      lines.append(
+          f'| {r["num_samples"]} | {r["batch_size"]} | '
+          f'{r["chunk_size"] or "none"} | '
+          f'{r["temp_size_in_bytes"] / 2 ** 20:,.1f} | '
+          f'{r["total_bytes"] / 2 ** 20:,.1f} | '
+          f'{r["argument_size_in_bytes"] / 2 ** 20:,.1f} | '
+          f'{r["output_size_in_bytes"] / 2 ** 20:,.1f} |')
+    lines += ['', 'Temporaries: the step\'s own intermediates (F\'s activations '
+              'for the corrupted copies, the K x B noise draw itself). '
+              'Arguments and outputs: A\'s parameters and Adam state, the data.']
   lines += ['', '## Targets', '', '| target | value | passed |',
             '|---|---:|:---:|']
   for t in results['targets']:
     v = t['value']
-    shown = f'{v:,.0f} {t["unit"]}' if t['unit'] in (
-        'examples/s', 'masks/s', 'compiles') else f'{v:.2f} ({t["unit"]})'
+    shown = (f'{v:,.0f} {t["unit"]}' if t['unit'] in (
+        'examples/s', 'masks/s', 'compiles') else
+             f'{v:.0%} {t["unit"]}' if t['unit'].startswith('of ') else
+             f'{v:.2f} ({t["unit"]})')
     lines.append(f'| {t["target"]} | {shown} | '
                  f'{"yes" if t["passed"] else "**no**"} |')
   return '\n'.join(lines) + '\n'
@@ -658,12 +850,17 @@ def main(argv=None):
   parser.add_argument('--out', default=os.path.join(_ROOT, 'benchmarks'),
                       help='directory for results.json and results.md')
   parser.add_argument('--setups', nargs='*', default=None,
-                      help=f'setups to run (default: all of {list(SETUPS)})')
+                      help=f'setups to run (default: all of {list(SETUPS)}; '
+                           f'for the peers, of {list(PEER_SETUPS)})')
+  parser.add_argument('--sections', nargs='*', default=list(SECTIONS),
+                      choices=SECTIONS,
+                      help='sections to run (default: all)')
   args = parser.parse_args(argv)
-  unknown = set(args.setups or ()) - set(SETUPS)
+  unknown = set(args.setups or ()) - set(SETUPS) - set(PEER_SETUPS)
   if unknown:
     parser.error(f'unknown setups {sorted(unknown)}; known: {list(SETUPS)}')
-  results = run('quick' if args.quick else 'full', setups=args.setups)
+  results = run('quick' if args.quick else 'full', setups=args.setups,
+                sections=tuple(args.sections))
   os.makedirs(args.out, exist_ok=True)
   io.write_json(os.path.join(args.out, 'results.json'), results)
   table = markdown(results)
