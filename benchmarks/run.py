@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import os
 import platform
 import statistics
@@ -537,6 +538,128 @@ def bench_peers(names, ks, *, repeats: int, min_run_s: float,
 
 
 # ----------------------------------------------------------------------------
+# Explanations per second: every attribution method on each experiment's F.
+
+
+def _time_call(fn, *args, repeats: int, budget_s: float) -> float:
+  """Median seconds of ``fn(*args)`` (compiled and warmed up first); stops
+  repeating once ``budget_s`` is spent (slow methods run once or twice)."""
+  jax.block_until_ready(fn(*args))
+  times, spent = [], 0.0
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t0)
+    spent += times[-1]
+    if spent > budget_s:
+      break
+  return _median(times)
+
+
+def bench_explanations(names, *, batch_size: int, lan_batch_size: int,
+                       repeats: int, budget_s: float, lan_steps: int,
+                       methods=None) -> list[dict]:
+  """Explanations per second of every method of `lanjax.attribution.METHODS`
+  on each experiment's F, and the time to train its A.
+
+  Each method as the experiment's evaluation builds it
+  (`skeleton.explainers`, with the task's noise, beta and mask shape) at
+  the library's default settings (`lanjax.config.base_config`: integrated
+  gradients 50 steps, SmoothGrad 50 samples, occlusion 4x4 windows at
+  stride 2, RISE 500 masks, eq. 3 optimised per example for 100 steps of 8
+  samples), jitted as one call on ``batch_size`` examples; the LAN's masks
+  are A's forward pass on ``lan_batch_size`` examples. A's training time is
+  the experiment's LAN step (its default K and batch) times its
+  ``config.lan.num_steps``, timed over ``lan_steps`` steps.
+  """
+  import importlib  # pylint: disable=g-import-not-at-top
+  from lanjax import attribution  # pylint: disable=g-import-not-at-top
+  from lanjax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from lanjax.experiments import get_experiment  # pylint: disable=g-import-not-at-top
+  from lanjax.experiments import skeleton  # pylint: disable=g-import-not-at-top
+  out = []
+  for name in names:
+    config = importlib.import_module(f'configs.{name}').get_config(None)
+    config.unlock() if hasattr(config, 'unlock') else None
+    defaults = config_lib.base_config(name).eval.method_settings
+    config.eval.method_settings = defaults
+    config.eval.methods = tuple(methods or attribution.METHODS)
+    experiment = get_experiment(config.experiment)
+    data = experiment.synthetic_data(config)
+    task = experiment.tasks(config, data)[0]
+    f_graphdef, f_state = skeleton.initial_state(task.make_f, config.f)
+    lan_graphdef, lan_state = skeleton.initial_state(task.make_lan, config.lan)
+    f_apply, a_apply = (skeleton.apply_fn(f_graphdef),
+                        skeleton.apply_fn(lan_graphdef))
+    f_params, a_params = f_state['params'], lan_state['params']
+    trained = skeleton.Trained(
+        f=functools.partial(f_apply, f_params),
+        a=functools.partial(a_apply, a_params), f_apply=f_apply,
+        f_params=f_params, lan_params=a_params, f_step=0, lan_step=0)
+    mask_shape = config.lan.get('mask_shape', None)
+    explain = skeleton.explainers(config, task, trained, mask_shape)
+    xs = jnp.concatenate([
+        task.lan_batch(task.train_data, jax.random.key(i))
+        for i in range(-(-max(batch_size, lan_batch_size)
+                         // config.lan.batch_size))])
+    x, x_lan = xs[:batch_size], xs[:lan_batch_size]
+    # A's training time: its step at the default K and batch.
+    r = time_update(skeleton.lan_update(config, task, f_graphdef,
+                                        lan_graphdef),
+                    lan_state, skeleton.lan_data(task, f_params),
+                    steps_per_run=lan_steps, repeats=3, warmup_s=0.0)
+    train_s = r['step_s'] * config.lan.num_steps
+    entry = {'setup': name, 'batch_size': batch_size,
+             'lan_batch_size': lan_batch_size,
+             'lan_num_steps': int(config.lan.num_steps),
+             'lan_step_s': r['step_s'], 'lan_training_s': train_s,
+             'methods': {}}
+    for method, fn in explain.items():
+      xb = x_lan if method == 'lan' else x
+      if method == 'lan':  # A's forward pass: 1 - A(x)
+        call = jax.jit(lambda p, a, x, key: 1.0 - a_apply(a, x))
+      else:
+        call = jax.jit(lambda p, a, x, key, fn=fn: fn(
+            functools.partial(f_apply, p), x, key))
+      try:
+        t = _time_call(call, f_params, a_params, xb, jax.random.key(0),
+                       repeats=repeats, budget_s=budget_s)
+      except Exception as e:  # pylint: disable=broad-except
+        entry['methods'][method] = {'error': f'{type(e).__name__}: {e}'[:300]}
+        print(f'[bench] explain {name} {method}: {e!r}'[:300], flush=True)
+        continue
+      try:
+        flops = _cost(call.lower(f_params, a_params, xb, jax.random.key(0))
+                      .compile())['flops'] / xb.shape[0]
+      except Exception:  # pylint: disable=broad-except
+        flops = float('nan')
+      entry['methods'][method] = {
+          'flops_per_explanation': flops,
+          'seconds_per_call': t, 'examples': int(xb.shape[0]),
+          'per_s': xb.shape[0] / t,
+          'settings': {k: v for k, v in dict(
+              defaults.get(method, {})).items()}}
+      print(f'[bench] explain {name} {method}: '
+            f'{xb.shape[0] / t:,.1f} explanations/s', flush=True)
+    lan = entry['methods'].get('lan', {})
+    for other in ('integrated_gradients', 'smoothgrad'):
+      o = entry['methods'].get(other, {})
+      if lan.get('per_s') and o.get('per_s'):
+        entry[f'lan_over_{other}'] = lan['per_s'] / o['per_s']
+        # The ratio of work: IG (SmoothGrad) is n gradients of F, the LAN
+        # one forward pass of A (XLA's FLOPs of one gradient and of A; XLA
+        # counts a loop body once, so the methods' own counts are too low).
+        n = defaults[other].get('num_steps', defaults[other].get(
+            'num_samples'))
+        g = entry['methods'].get('gradient', {}).get('flops_per_explanation')
+        if g:
+          entry[f'work_{other}_over_lan'] = (
+              n * g / lan['flops_per_explanation'])
+    out.append(entry)
+  return out
+
+
+# ----------------------------------------------------------------------------
 # The run.
 
 PLANS = {
@@ -546,7 +669,9 @@ PLANS = {
                  untiled_k=32,
                  memory=dict(batch_size=8, num_samples=256,
                              chunk_sizes=(None, 32, 8)),
-                 peers=dict(ks=(1, 8, 32), repeats=5, min_run_s=0.6)),
+                 peers=dict(ks=(1, 8, 32), repeats=5, min_run_s=0.6),
+                 explain=dict(batch_size=16, lan_batch_size=1024, repeats=3,
+                              budget_s=5.0, lan_steps=20)),
     'quick': dict(ks=(1, 4), batch_sizes=(16,), k_for_batch_sweep=4,
                   untiled_k=None,
                   mask_batches=(256,), steps_per_run=2, repeats=2,
@@ -555,11 +680,17 @@ PLANS = {
                   memory=dict(batch_size=2, num_samples=16,
                               chunk_sizes=(None, 4)),
                   peers=dict(ks=(1, 2), repeats=2, min_run_s=0.02,
-                             batch_size=16, names=('translated_mnist',))),
+                             batch_size=16, names=('translated_mnist',)),
+                  explain=dict(batch_size=2, lan_batch_size=64, repeats=1,
+                               budget_s=1.0, lan_steps=2,
+                               names=('translated_mnist',),
+                               methods=('lan', 'gradient',
+                                        'integrated_gradients',
+                                        'smoothgrad'))),
 }
 
 
-SECTIONS = ('lan', 'peers', 'memory')
+SECTIONS = ('lan', 'peers', 'explain', 'memory')
 
 
 def run(plan: str = 'full', setups=None, sections=SECTIONS) -> dict:
@@ -645,6 +776,11 @@ def run(plan: str = 'full', setups=None, sections=SECTIONS) -> dict:
       print('[bench] peers skipped: torch is not installed (pip install -r '
             'benchmarks/requirements.txt)', flush=True)
       results['peers'] = None
+  if 'explain' in sections:
+    q = dict(p['explain'])
+    names = q.pop('names', None) or [
+        n for n in (setups or PEER_SETUPS) if n in PEER_SETUPS]
+    results['explanations'] = bench_explanations(names, **q)
   if 'memory' in sections:
     print('[bench] memory of the Pong LAN step', flush=True)
     results['memory'] = bench_memory(**p['memory'])
@@ -699,6 +835,13 @@ def targets(results) -> list[dict]:
                 'value': r['lanjax_fraction_of_matmul_rate'],
                 'unit': 'of matmul rate',
                 'passed': bool(r['lanjax_fraction_of_matmul_rate'] >= 0.3)})
+  for e in results.get('explanations') or ():
+    for other, want in (('integrated_gradients', 1000), ('smoothgrad', 100)):
+      v = e.get(f'lan_over_{other}')
+      if v is not None:
+        out.append({'target': f'{e["setup"]}: LAN masks/s >= {want:,}x '
+                              f'{other.replace("_", " ")} maps/s',
+                    'value': v, 'unit': 'ratio', 'passed': bool(v >= want)})
   mem = {r['chunk_size']: r['temp_size_in_bytes']
          for r in results.get('memory') or ()}
   if None in mem and len(mem) > 1:
@@ -788,6 +931,42 @@ def markdown(results) -> str:
           f'{r["ratio_best_runs"]:.2f}x | {r["ratio_cpu"]:.2f}x | '
           f'{r["lanjax_fraction_of_matmul_rate"]:.0%} | '
           f'{r["torch_fraction_of_matmul_rate"]:.0%} |')
+    lines.append('')
+  if results.get('explanations'):
+    lines += ['## Explanations per second', '',
+              'Every method of `lanjax.attribution.METHODS` on each '
+              'experiment\'s F (synthetic inputs of the dataset\'s shapes, '
+              'untrained networks: the cost does not depend on the values), '
+              'as its evaluation builds it, at the library\'s default '
+              'settings (integrated gradients 50 steps, SmoothGrad 50 '
+              'samples, occlusion 4x4 windows at stride 2, RISE 500 masks, '
+              'eq. 3 optimised per example for 100 steps of 8 samples), one '
+              'jitted call per batch. LAN = A\'s forward pass (masks/s); '
+              'the others maps/s. "A training" = the LAN step at the '
+              'experiment\'s default K and batch times its '
+              '`config.lan.num_steps`.', '']
+    methods = list(dict.fromkeys(
+        m for e in results['explanations'] for m in e['methods']))
+    lines += ['| experiment | ' + ' | '.join(methods) + ' | A training s '
+              '| LAN / IG | LAN / SmoothGrad | FLOPs: 50 gradients of F / A |',
+              '|---|' + '---:|' * (len(methods) + 4)]
+    for e in results['explanations']:
+      cells = []
+      for m in methods:
+        r = e['methods'].get(m, {})
+        cells.append(f'{r["per_s"]:,.1f}' if 'per_s' in r else
+                     ('error' if 'error' in r else ''))
+      ig = e.get('lan_over_integrated_gradients')
+      sg = e.get('lan_over_smoothgrad')
+      lines.append(f'| {e["setup"]} | ' + ' | '.join(cells) +
+                   f' | {e["lan_training_s"]:,.0f} | '
+                   f'{"" if ig is None else f"{ig:,.0f}x"} | '
+                   f'{"" if sg is None else f"{sg:,.0f}x"} | '
+                   f'{e.get("work_integrated_gradients_over_lan", 0):,.0f}x |')
+    errors = [(e['setup'], m, r['error']) for e in results['explanations']
+              for m, r in e['methods'].items() if 'error' in r]
+    for setup, m, err in errors:
+      lines.append(f'\n{setup} / {m}: {err}')
     lines.append('')
   if results.get('memory'):
     lines += ['## Memory: many noise samples on 64x64x3 inputs', '',
