@@ -94,6 +94,7 @@ class LanSetup:
     f_state: F's initial training state.
     f_data: the data F's step reads.
     mask_fn: ``mask_fn(params, x) -> A(x)``.
+    f_apply: ``f_apply(params, x) -> F(x)``.
     input_shape: one example's shape.
     batch_size: the default batch size.
   """
@@ -107,6 +108,7 @@ class LanSetup:
   mask_fn: Callable
   input_shape: tuple
   batch_size: int = 128
+  f_apply: Optional[Callable] = None
 
 
 def experiment_setup(name: str, variant: Optional[str] = None,
@@ -156,7 +158,8 @@ def experiment_setup(name: str, variant: Optional[str] = None,
       lan_data=skeleton.lan_data(task, f_state['params']),
       make_inputs=make_inputs, f_update=f_update, f_state=f_state,
       f_data=task.train_data, mask_fn=skeleton.apply_fn(lan_graphdef),
-      input_shape=tuple(x0.shape[1:]), batch_size=config.lan.batch_size)
+      input_shape=tuple(x0.shape[1:]), batch_size=config.lan.batch_size,
+      f_apply=skeleton.apply_fn(f_graphdef))
 
 
 def translated_mnist_setup() -> LanSetup:

@@ -431,10 +431,12 @@ class Peer:
     return loss
 
 
-def build(name: str, setup, *, batch_size: int, num_samples: int) -> Peer:
-  """The torch peer of experiment ``name``'s LAN step (`run.LanSetup`)."""
+def build(name: str, setup, *, batch_size: int, num_samples: int,
+          variant=None) -> Peer:
+  """The torch peer of experiment ``name``'s LAN step (`run.LanSetup`,
+  built from ``configs/<name>.py:<variant>``)."""
   import importlib  # pylint: disable=g-import-not-at-top
-  config = importlib.import_module(f'configs.{name}').get_config(None)
+  config = importlib.import_module(f'configs.{name}').get_config(variant)
   fp = _params(setup.lan_data['f_params'])
   ap = _params(setup.lan_state['params'])
   data, noise = setup.lan_data, setup.lan_data['noise']
@@ -452,7 +454,8 @@ def build(name: str, setup, *, batch_size: int, num_samples: int) -> Peer:
     f, draw_x = MnistF(fp, shape), draw_digits
     draw_eta = pooled(draw_noise)
   elif name == 'cifar10':
-    f, draw_x = CifarF(fp), _uint8_images(data['image'])
+    f = CifarF(fp, strides=tuple(int(c[1]) for c in config.f.convs))
+    draw_x = _uint8_images(data['image'])
     draw_eta = pooled(_uint8_images(noise.pool))
   elif name == 'pong':
     f, draw_x = PongF(fp), _uint8_images(data['frames'])
