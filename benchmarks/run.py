@@ -31,6 +31,7 @@ import argparse
 import dataclasses
 import datetime
 import functools
+import json
 import os
 import platform
 import statistics
@@ -663,6 +664,87 @@ def bench_explanations(names, *, batch_size: int, lan_batch_size: int,
 
 
 # ----------------------------------------------------------------------------
+# Where XLA spends a step: a profiler trace, op by op.
+
+
+def _hlo_ops(hlo_text: str) -> dict:
+  """``{op name: (shape, JAX op_name)}`` from a compiled module's HLO text."""
+  import re  # pylint: disable=g-import-not-at-top
+  ops = {}
+  for m in re.finditer(r'^\s*(?:ROOT )?%?([\w.\-]+) = ([^ ]+) .*?'
+                       r'(?:op_name="([^"]*)")?', hlo_text, re.M):
+    line_end = hlo_text.find('\n', m.start())
+    line = hlo_text[m.start():line_end]
+    op_name = re.search(r'op_name="([^"]*)"', line)
+    ops.setdefault(m.group(1), (m.group(2), op_name.group(1) if op_name
+                                else ''))
+  return ops
+
+
+def profile_step(update, state, data, *, steps: int, top: int = 12) -> dict:
+  """Op-by-op time of a jitted step from a `jax.profiler` trace.
+
+  Sums the durations of XLA's ops (thunks) over the XLA:CPU threads, per
+  op, over ``steps`` steps; each op is named with its HLO shape and the JAX
+  operation it comes from. On a loaded machine thread times include waits,
+  so the shares are more telling than the milliseconds.
+
+  Returns:
+    ``{'op_ms_per_step', 'ops': [{'op', 'share', 'ms_per_step', 'shape',
+    'jax_op'}, ...]}``, the ``top`` ops by time.
+  """
+  import collections  # pylint: disable=g-import-not-at-top
+  import glob  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  step = training.jit(update, donate_argnums=0)
+  state = jax.tree.map(jnp.copy, state)
+  rng = jax.random.key(0)
+  hlo = _hlo_ops(step.lower(state, data, rng).compile().as_text())
+  for i in range(3):
+    state, _ = step(state, data, jax.random.fold_in(rng, i))
+  jax.block_until_ready(state)
+  with tempfile.TemporaryDirectory() as where:
+    with jax.profiler.trace(where):
+      for i in range(steps):
+        state, _ = step(state, data, jax.random.fold_in(rng, i))
+      jax.block_until_ready(state)
+    path = glob.glob(os.path.join(where, '**', '*.xplane.pb'),
+                     recursive=True)[0]
+    profile = jax.profiler.ProfileData.from_file(path)
+    total = collections.Counter()
+    for plane in profile.planes:
+      for line in plane.lines:
+        if 'XLAEigen' not in line.name:
+          continue
+        for ev in line.events:
+          if not ev.name.startswith('ThunkExecutor'):
+            total[ev.name] += ev.duration_ns
+  all_ns = sum(total.values()) or 1
+  ops = []
+  for name, ns in total.most_common(top):
+    shape, jax_op = hlo.get(name, ('', ''))
+    ops.append({'op': name, 'share': ns / all_ns,
+                'ms_per_step': ns / 1e6 / steps, 'shape': shape,
+                'jax_op': jax_op.replace('jit(update)/', '')})
+  return {'op_ms_per_step': all_ns / 1e6 / steps, 'steps': steps, 'ops': ops}
+
+
+def bench_profile(*, ks, steps: int, batch_size: Optional[int] = None) -> dict:
+  """`profile_step` of translated MNIST's LAN step at each K and F's step."""
+  setup = SETUPS['translated_mnist']()
+  b = batch_size or setup.batch_size
+  out = {}
+  for k in ks:
+    out[f'lan_k{k}'] = profile_step(setup.lan_update(b, k), setup.lan_state,
+                                    setup.lan_data, steps=steps)
+    out[f'lan_k{k}']['what'] = f'LAN step, K={k}, batch {b}'
+  out['f'] = profile_step(setup.f_update(b), setup.f_state, setup.f_data,
+                          steps=steps)
+  out['f']['what'] = f'F step, batch {b}'
+  return out
+
+
+# ----------------------------------------------------------------------------
 # The run.
 
 PLANS = {
@@ -674,7 +756,8 @@ PLANS = {
                              chunk_sizes=(None, 32, 8)),
                  peers=dict(ks=(1, 8, 32), repeats=5, min_run_s=0.6),
                  explain=dict(batch_size=16, lan_batch_size=1024, repeats=3,
-                              budget_s=5.0, lan_steps=20)),
+                              budget_s=5.0, lan_steps=20),
+                 profile=dict(ks=(1, 8), steps=20)),
     'quick': dict(ks=(1, 4), batch_sizes=(16,), k_for_batch_sweep=4,
                   untiled_k=None,
                   mask_batches=(256,), steps_per_run=2, repeats=2,
@@ -689,11 +772,12 @@ PLANS = {
                                names=('translated_mnist',),
                                methods=('lan', 'gradient',
                                         'integrated_gradients',
-                                        'smoothgrad'))),
+                                        'smoothgrad')),
+                  profile=dict(ks=(1,), steps=2, batch_size=16)),
 }
 
 
-SECTIONS = ('lan', 'peers', 'explain', 'memory')
+SECTIONS = ('lan', 'peers', 'explain', 'memory', 'profile')
 
 
 def run(plan: str = 'full', setups=None, sections=SECTIONS) -> dict:
@@ -784,6 +868,9 @@ def run(plan: str = 'full', setups=None, sections=SECTIONS) -> dict:
     names = q.pop('names', None) or [
         n for n in (setups or PEER_SETUPS) if n in PEER_SETUPS]
     results['explanations'] = bench_explanations(names, **q)
+  if 'profile' in sections:
+    print('[bench] profile of the translated-MNIST steps', flush=True)
+    results['profile'] = bench_profile(**p['profile'])
   if 'memory' in sections:
     print('[bench] memory of the Pong LAN step', flush=True)
     results['memory'] = bench_memory(**p['memory'])
@@ -876,6 +963,12 @@ def markdown(results) -> str:
       f'{results["date"]}. Load average at start/end: '
       f'{m["load_average_start"]} / {m["load_average_end"]} (the machine may '
       'be shared: wall times are noisy; ratios and CPU times less so).', '',
+      *([f'Sections re-run later (`--merge`): ' + '; '.join(
+          f'{", ".join(r["sections"])} on {r["date"]} (load average '
+          f'{[round(v, 1) for v in r["load_average_start"]]} / '
+          f'{[round(v, 1) for v in r["load_average_end"]]})'
+          for r in results['merged_runs']) + '.', '']
+        if results.get('merged_runs') else []),
       f'Matmul yardstick: f32 {mm["n"]}x{mm["n"]} at '
       f'**{mm["flops_per_s"] / 1e9:.1f} GFLOP/s**.', '',
       'Timings: median over runs of chained jitted steps (state donated, as '
@@ -990,6 +1083,21 @@ def markdown(results) -> str:
     lines += ['', 'Temporaries: the step\'s own intermediates (F\'s activations '
               'for the corrupted copies, the K x B noise draw itself). '
               'Arguments and outputs: A\'s parameters and Adam state, the data.']
+  if results.get('profile'):
+    lines += ['', '## Where XLA:CPU spends the translated-MNIST steps', '',
+              'A `jax.profiler` trace of the jitted step (`profile_step`): '
+              'time of each XLA op summed over the XLA:CPU threads, its '
+              'share of all op time, its HLO shape and the JAX operation it '
+              'comes from (`jvp` = forward, `transpose(jvp)` = backward).']
+    for prof in results['profile'].values():
+      lines += ['', f'### {prof["what"]}: {prof["op_ms_per_step"]:.2f} ms of '
+                'op time per step', '',
+                '| op | share | ms/step | shape | JAX op |',
+                '|---|---:|---:|---|---|']
+      lines += [f'| {o["op"]} | {o["share"]:.0%} | {o["ms_per_step"]:.2f} | '
+                f'`{o["shape"]}` | {o["jax_op"]} |' for o in prof['ops']]
+    if results.get('profile_notes'):
+      lines += ['', results['profile_notes']]
   lines += ['', '## Targets', '', '| target | value | passed |',
             '|---|---:|:---:|']
   for t in results['targets']:
@@ -1037,12 +1145,33 @@ def main(argv=None):
   parser.add_argument('--sections', nargs='*', default=list(SECTIONS),
                       choices=SECTIONS,
                       help='sections to run (default: all)')
+  parser.add_argument('--merge', action='store_true',
+                      help='update the sections run in an existing '
+                           'results.json of --out, keep the others')
   args = parser.parse_args(argv)
   unknown = set(args.setups or ()) - set(SETUPS) - set(PEER_SETUPS)
   if unknown:
     parser.error(f'unknown setups {sorted(unknown)}; known: {list(SETUPS)}')
   results = run('quick' if args.quick else 'full', setups=args.setups,
                 sections=tuple(args.sections))
+  old = os.path.join(args.out, 'results.json')
+  if args.merge and os.path.exists(old):
+    with open(old) as fh:
+      merged = json.load(fh)
+    keys = {'lan': ['setups'], 'peers': ['peers'],
+            'explain': ['explanations'], 'memory': ['memory'],
+            'profile': ['profile']}
+    for section in args.sections:
+      for key in keys[section]:
+        merged[key] = results.get(key)
+    merged['sections'] = sorted(set(merged.get('sections', ())) |
+                                set(args.sections))
+    merged.setdefault('merged_runs', []).append(
+        {'sections': list(args.sections), 'date': results['date'],
+         'load_average_start': results['machine']['load_average_start'],
+         'load_average_end': results['machine']['load_average_end']})
+    merged['targets'] = targets(merged)
+    results = merged
   os.makedirs(args.out, exist_ok=True)
   io.write_json(os.path.join(args.out, 'results.json'), results)
   table = markdown(results)
