@@ -105,7 +105,12 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
     manager.close()
     raise ValueError(f'steps_per_dispatch must be >= 1, got '
                      f'{steps_per_dispatch!r}.')
-  one_step = jit(update, mesh=mesh, donate_argnums=0)
+  # The step's key is made inside the call, from the state's step: one
+  # dispatch per step, not one for the key and one for the step.
+  one_step = jit(
+      lambda state, data, rng: update(
+          state, data, jax.random.fold_in(rng, state['step'])),
+      mesh=mesh, donate_argnums=0)
   try:
     check_update(one_step, state, data, rng, name=name,
                  check_inputs=check_inputs)
@@ -134,7 +139,7 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
     while done < num_steps:
       n = min(steps_per_dispatch, boundary(done) - done)
       if steps_per_dispatch == 1:
-        state, metrics = one_step(state, data, jax.random.fold_in(rng, done))
+        state, metrics = one_step(state, data, rng)
       else:
         state, metrics = many(state, data, rng, n)
       pending.append((n, metrics))
