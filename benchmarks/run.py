@@ -729,6 +729,36 @@ def profile_step(update, state, data, *, steps: int, top: int = 12) -> dict:
   return {'op_ms_per_step': all_ns / 1e6 / steps, 'steps': steps, 'ops': ops}
 
 
+# What the profile showed on this project's 2-core CPU (2026-11-23, jax
+# 0.10.2); rendered under the profile tables of results.md.
+PROFILE_FINDINGS = """\
+Findings (translated MNIST, 2-core CPU, jax 0.10.2, this run and a trace at
+load ~9): at K = 8 the step is F's forward and backward on the 1,024
+corrupted inputs. The second convolution (10 -> 20 channels, 2x2 kernel on
+the 8x8x40 space-to-depth input, YNNPACK) takes about a third of the op time
+at ~6 GFLOP/s of thread time, far below the matmul rate: 40 input and 20
+output channels are too few for its micro-kernels. The space-to-depth
+rearrangements of the two convolutions' inputs (`copy_bitcast_fusion`,
+transposes of (1024, 15, 15, 4) and (1024, 8, 8, 40)) take another ~23%:
+memory traffic, not arithmetic. In F's own training step the kernel
+gradient of that convolution (a convolution over the batch after a
+transpose of x, `transpose_copy_fusion`) takes ~32%, and placing the digits
+on the canvas (`bitcast_pad_fusion`) ~11%. Tried: the kernel gradient as
+one matrix product per kernel tap (no gain: 7.8 vs 8.0 ms CPU per F step,
+reverted); the same gradient written as a canonical NHWC/HWIO convolution
+(kept: bitwise the same step outside loops, and inside
+`training.multi_step`'s loop, where XLA:CPU ran JAX's layout as a naive
+convolution, F's step went from 7x to 1.15x the cost of a lone step);
+the first convolution (16-wide patches after space-to-depth) as one matrix
+product over its patches (im2col, `classifiers.IM2COL_MAX_WIDTH`): kept, F's
+step 7.0 -> 6.4 ms CPU, the LAN step at K = 1 10.6 -> 9.4 ms, K = 8
+unchanged (6 interleaved runs each, load ~10); the second (160-wide
+patches) that way: slower than YNNPACK's convolution (45 vs 12 ms CPU
+forward on 1,024 inputs), left as a convolution. What remains is the small-channel convolutions themselves: a rewrite of
+F's first layers as dense matrix products over patches with the K noise
+copies fused into the patch gather is the next step, not done."""
+
+
 def bench_profile(*, ks, steps: int, batch_size: Optional[int] = None) -> dict:
   """`profile_step` of translated MNIST's LAN step at each K and F's step."""
   setup = SETUPS['translated_mnist']()
@@ -1096,8 +1126,8 @@ def markdown(results) -> str:
                 '|---|---:|---:|---|---|']
       lines += [f'| {o["op"]} | {o["share"]:.0%} | {o["ms_per_step"]:.2f} | '
                 f'`{o["shape"]}` | {o["jax_op"]} |' for o in prof['ops']]
-    if results.get('profile_notes'):
-      lines += ['', results['profile_notes']]
+    if results['plan'] == 'full':
+      lines += ['', PROFILE_FINDINGS]
   lines += ['', '## Targets', '', '| target | value | passed |',
             '|---|---:|:---:|']
   for t in results['targets']:

@@ -105,11 +105,32 @@ def space_to_depth_conv(x, kernel, bias, stride: int):
   x = x.reshape(n, hb, wb, s * s * c)
   kernel = kernel.reshape(q, s, q, s, c, -1).transpose(0, 2, 1, 3, 4, 5)
   kernel = kernel.reshape(q, q, s * s * c, -1)
-  y = _valid_conv(x, kernel)[:, :oh, :ow]
+  y = (_patch_conv(x, kernel) if IM2COL_MAX_WIDTH and q * q * s * s * c
+       <= IM2COL_MAX_WIDTH else _valid_conv(x, kernel))[:, :oh, :ow]
   return y if bias is None else y + bias
 
 
 _DN = ('NHWC', 'HWIO', 'NHWC')
+
+# Space-to-depth convolutions whose patches are at most this wide (kernel
+# taps x channels) run as one matrix product over the patches (im2col): the
+# first layer of translated MNIST's F (16 wide), which XLA:CPU's
+# convolutions run slowly with 4 input channels (F's step 9% and the K = 1
+# LAN step 11% less CPU time on 2 cores; benchmarks/results.md). Wider ones
+# stay convolutions (im2col was slower for the 160-wide second layer). 0:
+# never.
+IM2COL_MAX_WIDTH = 16
+
+
+def _patch_conv(x, kernel):
+  """`_valid_conv` as one matrix product over the input's patches (im2col)."""
+  kh, kw, c, o = kernel.shape
+  n, h, w, _ = x.shape
+  oh, ow = h - kh + 1, w - kw + 1
+  patches = jnp.concatenate([x[:, i:i + oh, j:j + ow]
+                             for i in range(kh) for j in range(kw)], -1)
+  return (patches.reshape(-1, kh * kw * c) @ kernel.reshape(-1, o)).reshape(
+      n, oh, ow, o)
 
 
 @jax.custom_vjp
