@@ -1,8 +1,18 @@
 """lanjax benchmarks: LAN step throughput, FLOP/s, compile time, memory.
 
-  python benchmarks/run.py            # the full run (minutes on a 2-core CPU)
-  python benchmarks/run.py --quick    # a seconds-long smoke run
+  python benchmarks/run.py            # the full run (tens of minutes on 2 cores)
+  python benchmarks/run.py --quick    # a smoke run
   python benchmarks/run.py --out DIR  # where results.json / results.md go
+  python benchmarks/run.py --sections peers explain --setups pong --merge
+                                      # re-run sections, keep the others
+
+Sections (``--sections``): ``lan`` (the LAN step, F's step and A's
+inference of the setups of `SETUPS`), ``peers`` (each experiment's LAN step
+against the same step in PyTorch, `benchmarks/torch_peers.py`, run when
+torch imports: ``pip install -r benchmarks/requirements.txt``), ``explain``
+(explanations per second of every attribution method on each experiment's
+F, and A's training time), ``profile`` (where XLA spends translated MNIST's
+steps, op by op), ``memory``.
 
 Measures, in one process on whatever JAX backend is present:
 
@@ -1175,6 +1185,9 @@ def main(argv=None):
   parser.add_argument('--sections', nargs='*', default=list(SECTIONS),
                       choices=SECTIONS,
                       help='sections to run (default: all)')
+  parser.add_argument('--ks', nargs='*', type=int, default=None,
+                      help='noise sample counts K of the peer rows (default: '
+                           'the plan\'s, 1 8 32)')
   parser.add_argument('--merge', action='store_true',
                       help='update the sections run in an existing '
                            'results.json of --out, keep the others')
@@ -1182,6 +1195,8 @@ def main(argv=None):
   unknown = set(args.setups or ()) - set(SETUPS) - set(PEER_SETUPS)
   if unknown:
     parser.error(f'unknown setups {sorted(unknown)}; known: {list(SETUPS)}')
+  if args.ks:
+    PLANS['quick' if args.quick else 'full']['peers']['ks'] = tuple(args.ks)
   results = run('quick' if args.quick else 'full', setups=args.setups,
                 sections=tuple(args.sections))
   old = os.path.join(args.out, 'results.json')
