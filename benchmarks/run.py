@@ -1,8 +1,18 @@
 """lanjax benchmarks: LAN step throughput, FLOP/s, compile time, memory.
 
-  python benchmarks/run.py            # the full run (minutes on a 2-core CPU)
-  python benchmarks/run.py --quick    # a seconds-long smoke run
+  python benchmarks/run.py            # the full run (tens of minutes on 2 cores)
+  python benchmarks/run.py --quick    # a smoke run
   python benchmarks/run.py --out DIR  # where results.json / results.md go
+  python benchmarks/run.py --sections peers explain --setups pong --merge
+                                      # re-run sections, keep the others
+
+Sections (``--sections``): ``lan`` (the LAN step, F's step and A's
+inference of the setups of `SETUPS`), ``peers`` (each experiment's LAN step
+against the same step in PyTorch, `benchmarks/torch_peers.py`, run when
+torch imports: ``pip install -r benchmarks/requirements.txt``), ``explain``
+(explanations per second of every attribution method on each experiment's
+F, and A's training time), ``profile`` (where XLA spends translated MNIST's
+steps, op by op), ``memory``.
 
 Measures, in one process on whatever JAX backend is present:
 
@@ -30,6 +40,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
+import json
 import os
 import platform
 import statistics
@@ -40,6 +52,12 @@ from typing import Any, Callable, Optional
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
   sys.path.insert(0, _ROOT)
+
+# PyTorch's OpenMP threads spin while they wait by default; on a shared
+# machine (the load average is recorded) a descheduled spinning thread holds
+# up every parallel op: measured 10x slower 2-thread torch steps at load 10.
+# Passive waiting is the fair setting for the peer rows; set before torch loads.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
@@ -87,6 +105,7 @@ class LanSetup:
     f_state: F's initial training state.
     f_data: the data F's step reads.
     mask_fn: ``mask_fn(params, x) -> A(x)``.
+    f_apply: ``f_apply(params, x) -> F(x)``.
     input_shape: one example's shape.
     batch_size: the default batch size.
   """
@@ -100,6 +119,7 @@ class LanSetup:
   mask_fn: Callable
   input_shape: tuple
   batch_size: int = 128
+  f_apply: Optional[Callable] = None
 
 
 def experiment_setup(name: str, variant: Optional[str] = None,
@@ -149,7 +169,8 @@ def experiment_setup(name: str, variant: Optional[str] = None,
       lan_data=skeleton.lan_data(task, f_state['params']),
       make_inputs=make_inputs, f_update=f_update, f_state=f_state,
       f_data=task.train_data, mask_fn=skeleton.apply_fn(lan_graphdef),
-      input_shape=tuple(x0.shape[1:]), batch_size=config.lan.batch_size)
+      input_shape=tuple(x0.shape[1:]), batch_size=config.lan.batch_size,
+      f_apply=skeleton.apply_fn(f_graphdef))
 
 
 def translated_mnist_setup() -> LanSetup:
@@ -161,6 +182,9 @@ SETUPS: dict[str, Callable[[], LanSetup]] = {
     'translated_mnist': translated_mnist_setup,
     'cifar10': lambda: experiment_setup('cifar10'),
 }
+
+# Experiments whose LAN step has a PyTorch peer (benchmarks/torch_peers.py).
+PEER_SETUPS = ('translated_mnist', 'newsgroups', 'cifar10', 'pong', 'sdc')
 
 
 # ----------------------------------------------------------------------------
@@ -411,6 +435,356 @@ def bench_memory(*, batch_size: int, num_samples: int,
 
 
 # ----------------------------------------------------------------------------
+# Peers: the same LAN step in PyTorch (benchmarks/torch_peers.py).
+
+
+def torch_available() -> bool:
+  try:
+    import torch  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return False
+  return True
+
+
+def _interleaved(runners: dict, *, repeats: int, min_run_s: float) -> dict:
+  """Seconds per step of each runner, their runs interleaved.
+
+  ``runners[name](n) -> seconds`` runs ``n`` steps. Each runner gets a
+  warm-up run, then ``n`` is set so that one run takes about ``min_run_s``;
+  the timed runs alternate between the runners (A B A B ...), so that load
+  from other processes falls on all of them alike.
+
+  Returns:
+    ``{name: {'step_s', 'step_s_min', 'steps_per_run'}}``, medians over runs.
+  """
+  steps = {}
+  for name, fn in runners.items():
+    fn(1)  # compile / first-call costs
+    t = fn(1)
+    steps[name] = max(1, int(min_run_s / max(t, 1e-6)))
+  times = {name: [] for name in runners}
+  cpu = {name: [] for name in runners}
+  for _ in range(repeats):
+    for name, fn in runners.items():
+      c0 = time.process_time()
+      times[name].append(fn(steps[name]) / steps[name])
+      cpu[name].append((time.process_time() - c0) / steps[name])
+  return {name: {'step_s': _median(t), 'step_s_min': float(min(t)),
+                 'cpu_s': _median(cpu[name]), 'steps_per_run': steps[name]}
+          for name, t in times.items()}
+
+
+def _jax_runner(update, state, data):
+  step = training.jit(update, donate_argnums=0)
+  box = {'state': jax.tree.map(jnp.copy, state), 'i': 0}
+  rng = jax.random.key(0)
+
+  def run_steps(n):
+    t0 = time.perf_counter()
+    for _ in range(n):
+      box['state'], metrics = step(box['state'], data,
+                                   jax.random.fold_in(rng, box['i']))
+      box['i'] += 1
+    jax.block_until_ready((box['state'], metrics))
+    return time.perf_counter() - t0
+  return run_steps
+
+
+def _torch_runner(peer):
+  def run_steps(n):
+    t0 = time.perf_counter()
+    for _ in range(n):
+      loss = peer.step()
+    float(loss)
+    return time.perf_counter() - t0
+  return run_steps
+
+
+def bench_peers(names, ks, *, repeats: int, min_run_s: float,
+                peak_flops: float, batch_size: Optional[int] = None
+                ) -> list[dict]:
+  """lanjax's LAN step against the same step in PyTorch eager, per
+  experiment and K, at the experiment's default batch size, interleaved
+  (`_interleaved`); torch on as many threads as XLA:CPU uses."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import torch_peers  # pylint: disable=g-import-not-at-top
+  threads = torch_peers.num_threads()
+  torch.set_num_threads(threads)
+  torch.manual_seed(0)
+  out = []
+  for name in names:
+    setup = experiment_setup(name)
+    b = batch_size or setup.batch_size
+    for k in ks:
+      update = setup.lan_update(b, k)
+      untiled = training.jit(setup.lan_update(b, k, None, None))
+      flops = _cost(untiled.lower(setup.lan_state, setup.lan_data,
+                                  jax.random.key(0)).compile())['flops']
+      peer = torch_peers.build(name, setup, batch_size=b, num_samples=k)
+      t = _interleaved({'lanjax': _jax_runner(update, setup.lan_state,
+                                              setup.lan_data),
+                        'torch': _torch_runner(peer)},
+                       repeats=repeats, min_run_s=min_run_s)
+      r = {'setup': name, 'batch_size': b, 'num_samples': k,
+           'torch_threads': threads, 'torch_version': torch.__version__,
+           'flops': flops,
+           'lanjax_step_s': t['lanjax']['step_s'],
+           'torch_step_s': t['torch']['step_s'],
+           'lanjax_examples_per_s': b / t['lanjax']['step_s'],
+           'torch_examples_per_s': b / t['torch']['step_s'],
+           'ratio': t['torch']['step_s'] / t['lanjax']['step_s'],
+           'ratio_best_runs': (t['torch']['step_s_min']
+                               / t['lanjax']['step_s_min']),
+           'lanjax_cpu_s': t['lanjax']['cpu_s'],
+           'torch_cpu_s': t['torch']['cpu_s'],
+           'ratio_cpu': t['torch']['cpu_s'] / t['lanjax']['cpu_s'],
+           'lanjax_fraction_of_matmul_rate': (
+               flops / t['lanjax']['step_s'] / peak_flops),
+           'torch_fraction_of_matmul_rate': (
+               flops / t['torch']['step_s'] / peak_flops),
+           'steps_per_run': {n: v['steps_per_run'] for n, v in t.items()}}
+      print(f'[bench] peer {name} K={k} B={b}: lanjax '
+            f'{r["lanjax_examples_per_s"]:,.0f} vs torch '
+            f'{r["torch_examples_per_s"]:,.0f} examples/s '
+            f'({r["ratio"]:.2f}x)', flush=True)
+      out.append(r)
+  return out
+
+
+# ----------------------------------------------------------------------------
+# Explanations per second: every attribution method on each experiment's F.
+
+
+def _time_call(fn, *args, repeats: int, budget_s: float) -> float:
+  """Median seconds of ``fn(*args)`` (compiled and warmed up first); stops
+  repeating once ``budget_s`` is spent (slow methods run once or twice)."""
+  jax.block_until_ready(fn(*args))
+  times, spent = [], 0.0
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t0)
+    spent += times[-1]
+    if spent > budget_s:
+      break
+  return _median(times)
+
+
+def bench_explanations(names, *, batch_size: int, lan_batch_size: int,
+                       repeats: int, budget_s: float, lan_steps: int,
+                       methods=None) -> list[dict]:
+  """Explanations per second of every method of `lanjax.attribution.METHODS`
+  on each experiment's F, and the time to train its A.
+
+  Each method as the experiment's evaluation builds it
+  (`skeleton.explainers`, with the task's noise, beta and mask shape) at
+  the library's default settings (`lanjax.config.base_config`: integrated
+  gradients 50 steps, SmoothGrad 50 samples, occlusion 4x4 windows at
+  stride 2, RISE 500 masks, eq. 3 optimised per example for 100 steps of 8
+  samples), jitted as one call on ``batch_size`` examples; the LAN's masks
+  are A's forward pass on ``lan_batch_size`` examples. A's training time is
+  the experiment's LAN step (its default K and batch) times its
+  ``config.lan.num_steps``, timed over ``lan_steps`` steps.
+  """
+  import importlib  # pylint: disable=g-import-not-at-top
+  from lanjax import attribution  # pylint: disable=g-import-not-at-top
+  from lanjax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from lanjax.experiments import get_experiment  # pylint: disable=g-import-not-at-top
+  from lanjax.experiments import skeleton  # pylint: disable=g-import-not-at-top
+  out = []
+  for name in names:
+    config = importlib.import_module(f'configs.{name}').get_config(None)
+    config.unlock() if hasattr(config, 'unlock') else None
+    defaults = config_lib.base_config(name).eval.method_settings
+    config.eval.method_settings = defaults
+    config.eval.methods = tuple(methods or attribution.METHODS)
+    experiment = get_experiment(config.experiment)
+    data = experiment.synthetic_data(config)
+    task = experiment.tasks(config, data)[0]
+    f_graphdef, f_state = skeleton.initial_state(task.make_f, config.f)
+    lan_graphdef, lan_state = skeleton.initial_state(task.make_lan, config.lan)
+    f_apply, a_apply = (skeleton.apply_fn(f_graphdef),
+                        skeleton.apply_fn(lan_graphdef))
+    f_params, a_params = f_state['params'], lan_state['params']
+    trained = skeleton.Trained(
+        f=functools.partial(f_apply, f_params),
+        a=functools.partial(a_apply, a_params), f_apply=f_apply,
+        f_params=f_params, lan_params=a_params, f_step=0, lan_step=0)
+    mask_shape = config.lan.get('mask_shape', None)
+    explain = skeleton.explainers(config, task, trained, mask_shape)
+    xs = jnp.concatenate([
+        task.lan_batch(task.train_data, jax.random.key(i))
+        for i in range(-(-max(batch_size, lan_batch_size)
+                         // config.lan.batch_size))])
+    x, x_lan = xs[:batch_size], xs[:lan_batch_size]
+    # A's training time: its step at the default K and batch.
+    r = time_update(skeleton.lan_update(config, task, f_graphdef,
+                                        lan_graphdef),
+                    lan_state, skeleton.lan_data(task, f_params),
+                    steps_per_run=lan_steps, repeats=3, warmup_s=0.0)
+    train_s = r['step_s'] * config.lan.num_steps
+    entry = {'setup': name, 'batch_size': batch_size,
+             'lan_batch_size': lan_batch_size,
+             'lan_num_steps': int(config.lan.num_steps),
+             'lan_step_s': r['step_s'], 'lan_training_s': train_s,
+             'methods': {}}
+    for method, fn in explain.items():
+      xb = x_lan if method == 'lan' else x
+      if method == 'lan':  # A's forward pass: 1 - A(x)
+        call = jax.jit(lambda p, a, x, key: 1.0 - a_apply(a, x))
+      else:
+        call = jax.jit(lambda p, a, x, key, fn=fn: fn(
+            functools.partial(f_apply, p), x, key))
+      try:
+        t = _time_call(call, f_params, a_params, xb, jax.random.key(0),
+                       repeats=repeats, budget_s=budget_s)
+      except Exception as e:  # pylint: disable=broad-except
+        entry['methods'][method] = {'error': f'{type(e).__name__}: {e}'[:300]}
+        print(f'[bench] explain {name} {method}: {e!r}'[:300], flush=True)
+        continue
+      try:
+        flops = _cost(call.lower(f_params, a_params, xb, jax.random.key(0))
+                      .compile())['flops'] / xb.shape[0]
+      except Exception:  # pylint: disable=broad-except
+        flops = float('nan')
+      entry['methods'][method] = {
+          'flops_per_explanation': flops,
+          'seconds_per_call': t, 'examples': int(xb.shape[0]),
+          'per_s': xb.shape[0] / t,
+          'settings': {k: v for k, v in dict(
+              defaults.get(method, {})).items()}}
+      print(f'[bench] explain {name} {method}: '
+            f'{xb.shape[0] / t:,.1f} explanations/s', flush=True)
+    lan = entry['methods'].get('lan', {})
+    for other in ('integrated_gradients', 'smoothgrad'):
+      o = entry['methods'].get(other, {})
+      if lan.get('per_s') and o.get('per_s'):
+        entry[f'lan_over_{other}'] = lan['per_s'] / o['per_s']
+        # The ratio of work: IG (SmoothGrad) is n gradients of F, the LAN
+        # one forward pass of A (XLA's FLOPs of one gradient and of A; XLA
+        # counts a loop body once, so the methods' own counts are too low).
+        n = defaults[other].get('num_steps', defaults[other].get(
+            'num_samples'))
+        g = entry['methods'].get('gradient', {}).get('flops_per_explanation')
+        if g:
+          entry[f'work_{other}_over_lan'] = (
+              n * g / lan['flops_per_explanation'])
+    out.append(entry)
+  return out
+
+
+# ----------------------------------------------------------------------------
+# Where XLA spends a step: a profiler trace, op by op.
+
+
+def _hlo_ops(hlo_text: str) -> dict:
+  """``{op name: (shape, JAX op_name)}`` from a compiled module's HLO text."""
+  import re  # pylint: disable=g-import-not-at-top
+  ops = {}
+  for m in re.finditer(r'^\s*(?:ROOT )?%?([\w.\-]+) = ([^ ]+) .*?'
+                       r'(?:op_name="([^"]*)")?', hlo_text, re.M):
+    line_end = hlo_text.find('\n', m.start())
+    line = hlo_text[m.start():line_end]
+    op_name = re.search(r'op_name="([^"]*)"', line)
+    ops.setdefault(m.group(1), (m.group(2), op_name.group(1) if op_name
+                                else ''))
+  return ops
+
+
+def profile_step(update, state, data, *, steps: int, top: int = 12) -> dict:
+  """Op-by-op time of a jitted step from a `jax.profiler` trace.
+
+  Sums the durations of XLA's ops (thunks) over the XLA:CPU threads, per
+  op, over ``steps`` steps; each op is named with its HLO shape and the JAX
+  operation it comes from. On a loaded machine thread times include waits,
+  so the shares are more telling than the milliseconds.
+
+  Returns:
+    ``{'op_ms_per_step', 'ops': [{'op', 'share', 'ms_per_step', 'shape',
+    'jax_op'}, ...]}``, the ``top`` ops by time.
+  """
+  import collections  # pylint: disable=g-import-not-at-top
+  import glob  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  step = training.jit(update, donate_argnums=0)
+  state = jax.tree.map(jnp.copy, state)
+  rng = jax.random.key(0)
+  hlo = _hlo_ops(step.lower(state, data, rng).compile().as_text())
+  for i in range(3):
+    state, _ = step(state, data, jax.random.fold_in(rng, i))
+  jax.block_until_ready(state)
+  with tempfile.TemporaryDirectory() as where:
+    with jax.profiler.trace(where):
+      for i in range(steps):
+        state, _ = step(state, data, jax.random.fold_in(rng, i))
+      jax.block_until_ready(state)
+    path = glob.glob(os.path.join(where, '**', '*.xplane.pb'),
+                     recursive=True)[0]
+    profile = jax.profiler.ProfileData.from_file(path)
+    total = collections.Counter()
+    for plane in profile.planes:
+      for line in plane.lines:
+        if 'XLAEigen' not in line.name:
+          continue
+        for ev in line.events:
+          if not ev.name.startswith('ThunkExecutor'):
+            total[ev.name] += ev.duration_ns
+  all_ns = sum(total.values()) or 1
+  ops = []
+  for name, ns in total.most_common(top):
+    shape, jax_op = hlo.get(name, ('', ''))
+    ops.append({'op': name, 'share': ns / all_ns,
+                'ms_per_step': ns / 1e6 / steps, 'shape': shape,
+                'jax_op': jax_op.replace('jit(update)/', '')})
+  return {'op_ms_per_step': all_ns / 1e6 / steps, 'steps': steps, 'ops': ops}
+
+
+# What the profile showed on this project's 2-core CPU (2026-11-23, jax
+# 0.10.2); rendered under the profile tables of results.md.
+PROFILE_FINDINGS = """\
+Findings (translated MNIST, 2-core CPU, jax 0.10.2, this run and a trace at
+load ~9): at K = 8 the step is F's forward and backward on the 1,024
+corrupted inputs. The second convolution (10 -> 20 channels, 2x2 kernel on
+the 8x8x40 space-to-depth input, YNNPACK) takes about a third of the op time
+at ~6 GFLOP/s of thread time, far below the matmul rate: 40 input and 20
+output channels are too few for its micro-kernels. The space-to-depth
+rearrangements of the two convolutions' inputs (`copy_bitcast_fusion`,
+transposes of (1024, 15, 15, 4) and (1024, 8, 8, 40)) take another ~23%:
+memory traffic, not arithmetic. In F's own training step the kernel
+gradient of that convolution (a convolution over the batch after a
+transpose of x, `transpose_copy_fusion`) takes ~32%, and placing the digits
+on the canvas (`bitcast_pad_fusion`) ~11%. Tried: the kernel gradient as
+one matrix product per kernel tap (no gain: 7.8 vs 8.0 ms CPU per F step,
+reverted); the same gradient written as a canonical NHWC/HWIO convolution
+(kept: bitwise the same step outside loops, and inside
+`training.multi_step`'s loop, where XLA:CPU ran JAX's layout as a naive
+convolution, F's step went from 7x to 1.15x the cost of a lone step);
+the first convolution (16-wide patches after space-to-depth) as one matrix
+product over its patches (im2col, `classifiers.IM2COL_MAX_WIDTH`): kept, F's
+step 7.0 -> 6.4 ms CPU, the LAN step at K = 1 10.6 -> 9.4 ms, K = 8
+unchanged (6 interleaved runs each, load ~10); the second (160-wide
+patches) that way: slower than YNNPACK's convolution (45 vs 12 ms CPU
+forward on 1,024 inputs), left as a convolution. What remains is the small-channel convolutions themselves: a rewrite of
+F's first layers as dense matrix products over patches with the K noise
+copies fused into the patch gather is the next step, not done."""
+
+
+def bench_profile(*, ks, steps: int, batch_size: Optional[int] = None) -> dict:
+  """`profile_step` of translated MNIST's LAN step at each K and F's step."""
+  setup = SETUPS['translated_mnist']()
+  b = batch_size or setup.batch_size
+  out = {}
+  for k in ks:
+    out[f'lan_k{k}'] = profile_step(setup.lan_update(b, k), setup.lan_state,
+                                    setup.lan_data, steps=steps)
+    out[f'lan_k{k}']['what'] = f'LAN step, K={k}, batch {b}'
+  out['f'] = profile_step(setup.f_update(b), setup.f_state, setup.f_data,
+                          steps=steps)
+  out['f']['what'] = f'F step, batch {b}'
+  return out
+
+
+# ----------------------------------------------------------------------------
 # The run.
 
 PLANS = {
@@ -419,23 +793,45 @@ PLANS = {
                  steps_per_run=10, repeats=7, warmup_s=1.0, matmul_n=1024,
                  untiled_k=32,
                  memory=dict(batch_size=8, num_samples=256,
-                             chunk_sizes=(None, 32, 8))),
+                             chunk_sizes=(None, 32, 8)),
+                 peers=dict(ks=(1, 8, 32), repeats=3, min_run_s=0.6),
+                 explain=dict(batch_size=4, lan_batch_size=1024, repeats=3,
+                              budget_s=5.0, lan_steps=10),
+                 profile=dict(ks=(1, 8), steps=20)),
     'quick': dict(ks=(1, 4), batch_sizes=(16,), k_for_batch_sweep=4,
                   untiled_k=None,
                   mask_batches=(256,), steps_per_run=2, repeats=2,
                   warmup_s=0.0,
                   matmul_n=256, batch_size=32,
                   memory=dict(batch_size=2, num_samples=16,
-                              chunk_sizes=(None, 4))),
+                              chunk_sizes=(None, 4)),
+                  peers=dict(ks=(1, 2), repeats=2, min_run_s=0.02,
+                             batch_size=16, names=('translated_mnist',)),
+                  explain=dict(batch_size=2, lan_batch_size=64, repeats=1,
+                               budget_s=1.0, lan_steps=2,
+                               names=('translated_mnist',),
+                               methods=('lan', 'gradient',
+                                        'integrated_gradients',
+                                        'smoothgrad')),
+                  profile=dict(ks=(1,), steps=2, batch_size=16)),
 }
 
 
-def run(plan: str = 'full', setups=None) -> dict:
-  """Runs every benchmark of ``plan`` and returns the results pytree."""
+SECTIONS = ('lan', 'peers', 'explain', 'memory', 'profile')
+
+
+def run(plan: str = 'full', setups=None, sections=SECTIONS) -> dict:
+  """Runs the ``sections`` of ``plan`` and returns the results pytree.
+
+  Sections: ``'lan'`` (the LAN step, F's step and A's inference of every
+  setup of `SETUPS`), ``'peers'`` (each experiment's LAN step against its
+  PyTorch peer, when torch imports), ``'memory'``.
+  """
   p = PLANS[plan]
   results = {
       'schema_version': SCHEMA_VERSION,
       'plan': plan,
+      'sections': list(sections),
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec='seconds'),
       'machine': {
@@ -455,7 +851,8 @@ def run(plan: str = 'full', setups=None) -> dict:
   results['matmul'] = mm
   peak = mm['flops_per_s']
   results['setups'] = {}
-  for name in (setups or SETUPS):
+  lan_setups = [n for n in (setups or SETUPS) if n in SETUPS]
+  for name in (lan_setups if 'lan' in sections else ()):
     print(f'[bench] {name}: building', flush=True)
     setup = SETUPS[name]()
     b0 = p.get('batch_size', setup.batch_size)
@@ -495,8 +892,28 @@ def run(plan: str = 'full', setups=None) -> dict:
         f'{r["masks_per_s"]:.0f} masks/s (B={r["batch_size"]})'
         for r in entry['a_inference']), flush=True)
     results['setups'][name] = entry
-  print('[bench] memory of the Pong LAN step', flush=True)
-  results['memory'] = bench_memory(**p['memory'])
+  if 'peers' in sections:
+    if torch_available():
+      q = dict(p['peers'])
+      names = q.pop('names', None) or [
+          n for n in (setups or PEER_SETUPS) if n in PEER_SETUPS]
+      results['peers'] = bench_peers(names, q.pop('ks'), peak_flops=peak,
+                                     **q)
+    else:
+      print('[bench] peers skipped: torch is not installed (pip install -r '
+            'benchmarks/requirements.txt)', flush=True)
+      results['peers'] = None
+  if 'explain' in sections:
+    q = dict(p['explain'])
+    names = q.pop('names', None) or [
+        n for n in (setups or PEER_SETUPS) if n in PEER_SETUPS]
+    results['explanations'] = bench_explanations(names, **q)
+  if 'profile' in sections:
+    print('[bench] profile of the translated-MNIST steps', flush=True)
+    results['profile'] = bench_profile(**p['profile'])
+  if 'memory' in sections:
+    print('[bench] memory of the Pong LAN step', flush=True)
+    results['memory'] = bench_memory(**p['memory'])
   results['machine']['load_average_end'] = list(os.getloadavg()) if hasattr(
       os, 'getloadavg') else None
   results['targets'] = targets(results)
@@ -533,12 +950,30 @@ def targets(results) -> list[dict]:
                           '< 0.25',
                 'value': share, 'unit': 'share', 'passed': share < 0.25})
   recompiles = sum(
-      r['recompiles'] for s in results['setups'].values()
+      r['recompiles'] for s in results.get('setups', {}).values()
       for r in s['lan_by_k'] + s['lan_by_batch'] + (
           [s['f_train']] if 'f_train' in s else []))
   out.append({'target': 'no recompilation in the steady state',
               'value': recompiles, 'unit': 'compiles', 'passed': recompiles == 0})
-  mem = {r['chunk_size']: r['temp_size_in_bytes'] for r in results['memory']}
+  for r in results.get('peers') or ():
+    out.append({'target': f'{r["setup"]} LAN step at K={r["num_samples"]}, '
+                          f'batch {r["batch_size"]}: >= 2x PyTorch eager',
+                'value': r['ratio'], 'unit': 'lanjax / torch',
+                'passed': bool(r['ratio'] >= 2.0)})
+    out.append({'target': f'{r["setup"]} LAN step at K={r["num_samples"]}: '
+                          '>= 30% of the f32 matmul rate',
+                'value': r['lanjax_fraction_of_matmul_rate'],
+                'unit': 'of matmul rate',
+                'passed': bool(r['lanjax_fraction_of_matmul_rate'] >= 0.3)})
+  for e in results.get('explanations') or ():
+    for other, want in (('integrated_gradients', 1000), ('smoothgrad', 100)):
+      v = e.get(f'lan_over_{other}')
+      if v is not None:
+        out.append({'target': f'{e["setup"]}: LAN masks/s >= {want:,}x '
+                              f'{other.replace("_", " ")} maps/s',
+                    'value': v, 'unit': 'ratio', 'passed': bool(v >= want)})
+  mem = {r['chunk_size']: r['temp_size_in_bytes']
+         for r in results.get('memory') or ()}
   if None in mem and len(mem) > 1:
     smallest = min(v for k, v in mem.items() if k is not None)
     out.append({'target': 'chunking lowers the temporary memory of K='
@@ -568,6 +1003,12 @@ def markdown(results) -> str:
       f'{results["date"]}. Load average at start/end: '
       f'{m["load_average_start"]} / {m["load_average_end"]} (the machine may '
       'be shared: wall times are noisy; ratios and CPU times less so).', '',
+      *([f'Sections re-run later (`--merge`): ' + '; '.join(
+          f'{", ".join(r["sections"])} on {r["date"]} (load average '
+          f'{[round(v, 1) for v in r["load_average_start"]]} / '
+          f'{[round(v, 1) for v in r["load_average_end"]]})'
+          for r in results['merged_runs']) + '.', '']
+        if results.get('merged_runs') else []),
       f'Matmul yardstick: f32 {mm["n"]}x{mm["n"]} at '
       f'**{mm["flops_per_s"] / 1e9:.1f} GFLOP/s**.', '',
       'Timings: median over runs of chained jitted steps (state donated, as '
@@ -600,30 +1041,111 @@ def markdown(results) -> str:
     lines += [f'| {r["batch_size"]} | {_fmt(r["masks_per_s"])} |'
               for r in s['a_inference']]
     lines.append('')
-  lines += ['## Memory: many noise samples on 64x64x3 inputs', '',
-            "Pong's LAN step (appendix D: conv autoencoder F, squared error, "
-            'FC(500) A with a tiled 64x64x1 mask, bootstrap noise), compiled '
-            "only; XLA's memory analysis.", '',
-            '| K | batch | chunk size | temporaries MiB | total MiB | '
-            'arguments MiB | outputs MiB |',
-            '|---:|---:|---:|---:|---:|---:|---:|']
-  for r in results['memory']:
-    lines.append(
-        f'| {r["num_samples"]} | {r["batch_size"]} | '
-        f'{r["chunk_size"] or "none"} | '
-        f'{r["temp_size_in_bytes"] / 2 ** 20:,.1f} | '
-        f'{r["total_bytes"] / 2 ** 20:,.1f} | '
-        f'{r["argument_size_in_bytes"] / 2 ** 20:,.1f} | '
-        f'{r["output_size_in_bytes"] / 2 ** 20:,.1f} |')
-  lines += ['', 'Temporaries: the step\'s own intermediates (F\'s activations '
-            'for the corrupted copies, the K x B noise draw itself). '
-            'Arguments and outputs: A\'s parameters and Adam state, the data.']
+  if results.get('peers'):
+    r0 = results['peers'][0]
+    lines += ['## lanjax against the same step in PyTorch', '',
+              'Each experiment\'s LAN step (`training.lan_update` as the '
+              'experiment builds it) against the same step written in plain '
+              f'PyTorch {r0["torch_version"]} eager (`benchmarks/torch_peers.py`'
+              ': the same networks with the same parameters, F frozen, A '
+              'trained with Adam, K bootstrapped noise samples per example '
+              'evaluated as one batch, batch and noise drawn inside the '
+              f'step), torch on {r0["torch_threads"]} threads. Runs of the two '
+              'interleaved (medians; "best" = ratio of the fastest runs; '
+              '"CPU" = ratio of process CPU time per step, all threads, less '
+              'sensitive to other processes\' load). % of matmul rate: XLA\'s '
+              'FLOP count of the step over its time.', '',
+              '| experiment | K | batch | lanjax examples/s | torch examples/s '
+              '| lanjax / torch | best runs | CPU | lanjax % of matmul rate | '
+              'torch % |',
+              '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+    for r in results['peers']:
+      lines.append(
+          f'| {r["setup"]} | {r["num_samples"]} | {r["batch_size"]} | '
+          f'{_fmt(r["lanjax_examples_per_s"])} | '
+          f'{_fmt(r["torch_examples_per_s"])} | **{r["ratio"]:.2f}x** | '
+          f'{r["ratio_best_runs"]:.2f}x | {r["ratio_cpu"]:.2f}x | '
+          f'{r["lanjax_fraction_of_matmul_rate"]:.0%} | '
+          f'{r["torch_fraction_of_matmul_rate"]:.0%} |')
+    lines.append('')
+  if results.get('explanations'):
+    lines += ['## Explanations per second', '',
+              'Every method of `lanjax.attribution.METHODS` on each '
+              'experiment\'s F (synthetic inputs of the dataset\'s shapes, '
+              'untrained networks: the cost does not depend on the values), '
+              'as its evaluation builds it, at the library\'s default '
+              'settings (integrated gradients 50 steps, SmoothGrad 50 '
+              'samples, occlusion 4x4 windows at stride 2, RISE 500 masks, '
+              'eq. 3 optimised per example for 100 steps of 8 samples), one '
+              'jitted call per batch. LAN = A\'s forward pass (masks/s); '
+              'the others maps/s. "A training" = the LAN step at the '
+              'experiment\'s default K and batch times its '
+              '`config.lan.num_steps`.', '']
+    methods = list(dict.fromkeys(
+        m for e in results['explanations'] for m in e['methods']))
+    lines += ['| experiment | ' + ' | '.join(methods) + ' | A training s '
+              '| LAN / IG | LAN / SmoothGrad | FLOPs: 50 gradients of F / A |',
+              '|---|' + '---:|' * (len(methods) + 4)]
+    for e in results['explanations']:
+      cells = []
+      for m in methods:
+        r = e['methods'].get(m, {})
+        cells.append(f'{r["per_s"]:,.1f}' if 'per_s' in r else
+                     ('error' if 'error' in r else ''))
+      ig = e.get('lan_over_integrated_gradients')
+      sg = e.get('lan_over_smoothgrad')
+      lines.append(f'| {e["setup"]} | ' + ' | '.join(cells) +
+                   f' | {e["lan_training_s"]:,.0f} | '
+                   f'{"" if ig is None else f"{ig:,.0f}x"} | '
+                   f'{"" if sg is None else f"{sg:,.0f}x"} | '
+                   f'{e.get("work_integrated_gradients_over_lan", 0):,.0f}x |')
+    errors = [(e['setup'], m, r['error']) for e in results['explanations']
+              for m, r in e['methods'].items() if 'error' in r]
+    for setup, m, err in errors:
+      lines.append(f'\n{setup} / {m}: {err}')
+    lines.append('')
+  if results.get('memory'):
+    lines += ['## Memory: many noise samples on 64x64x3 inputs', '',
+              "Pong's LAN step (appendix D: conv autoencoder F, squared error, "
+              'FC(500) A with a tiled 64x64x1 mask, bootstrap noise), compiled '
+              "only; XLA's memory analysis.", '',
+              '| K | batch | chunk size | temporaries MiB | total MiB | '
+              'arguments MiB | outputs MiB |',
+              '|---:|---:|---:|---:|---:|---:|---:|']
+    for r in results['memory']:
+      lines.append(
+          f'| {r["num_samples"]} | {r["batch_size"]} | '
+          f'{r["chunk_size"] or "none"} | '
+          f'{r["temp_size_in_bytes"] / 2 ** 20:,.1f} | '
+          f'{r["total_bytes"] / 2 ** 20:,.1f} | '
+          f'{r["argument_size_in_bytes"] / 2 ** 20:,.1f} | '
+          f'{r["output_size_in_bytes"] / 2 ** 20:,.1f} |')
+    lines += ['', 'Temporaries: the step\'s own intermediates (F\'s activations '
+              'for the corrupted copies, the K x B noise draw itself). '
+              'Arguments and outputs: A\'s parameters and Adam state, the data.']
+  if results.get('profile'):
+    lines += ['', '## Where XLA:CPU spends the translated-MNIST steps', '',
+              'A `jax.profiler` trace of the jitted step (`profile_step`): '
+              'time of each XLA op summed over the XLA:CPU threads, its '
+              'share of all op time, its HLO shape and the JAX operation it '
+              'comes from (`jvp` = forward, `transpose(jvp)` = backward).']
+    for prof in results['profile'].values():
+      lines += ['', f'### {prof["what"]}: {prof["op_ms_per_step"]:.2f} ms of '
+                'op time per step', '',
+                '| op | share | ms/step | shape | JAX op |',
+                '|---|---:|---:|---|---|']
+      lines += [f'| {o["op"]} | {o["share"]:.0%} | {o["ms_per_step"]:.2f} | '
+                f'`{o["shape"]}` | {o["jax_op"]} |' for o in prof['ops']]
+    if results['plan'] == 'full':
+      lines += ['', PROFILE_FINDINGS]
   lines += ['', '## Targets', '', '| target | value | passed |',
             '|---|---:|:---:|']
   for t in results['targets']:
     v = t['value']
-    shown = f'{v:,.0f} {t["unit"]}' if t['unit'] in (
-        'examples/s', 'masks/s', 'compiles') else f'{v:.2f} ({t["unit"]})'
+    shown = (f'{v:,.0f} {t["unit"]}' if t['unit'] in (
+        'examples/s', 'masks/s', 'compiles') else
+             f'{v:.0%} {t["unit"]}' if t['unit'].startswith('of ') else
+             f'{v:.2f} ({t["unit"]})')
     lines.append(f'| {t["target"]} | {shown} | '
                  f'{"yes" if t["passed"] else "**no**"} |')
   return '\n'.join(lines) + '\n'
@@ -658,12 +1180,43 @@ def main(argv=None):
   parser.add_argument('--out', default=os.path.join(_ROOT, 'benchmarks'),
                       help='directory for results.json and results.md')
   parser.add_argument('--setups', nargs='*', default=None,
-                      help=f'setups to run (default: all of {list(SETUPS)})')
+                      help=f'setups to run (default: all of {list(SETUPS)}; '
+                           f'for the peers, of {list(PEER_SETUPS)})')
+  parser.add_argument('--sections', nargs='*', default=list(SECTIONS),
+                      choices=SECTIONS,
+                      help='sections to run (default: all)')
+  parser.add_argument('--ks', nargs='*', type=int, default=None,
+                      help='noise sample counts K of the peer rows (default: '
+                           'the plan\'s, 1 8 32)')
+  parser.add_argument('--merge', action='store_true',
+                      help='update the sections run in an existing '
+                           'results.json of --out, keep the others')
   args = parser.parse_args(argv)
-  unknown = set(args.setups or ()) - set(SETUPS)
+  unknown = set(args.setups or ()) - set(SETUPS) - set(PEER_SETUPS)
   if unknown:
     parser.error(f'unknown setups {sorted(unknown)}; known: {list(SETUPS)}')
-  results = run('quick' if args.quick else 'full', setups=args.setups)
+  if args.ks:
+    PLANS['quick' if args.quick else 'full']['peers']['ks'] = tuple(args.ks)
+  results = run('quick' if args.quick else 'full', setups=args.setups,
+                sections=tuple(args.sections))
+  old = os.path.join(args.out, 'results.json')
+  if args.merge and os.path.exists(old):
+    with open(old) as fh:
+      merged = json.load(fh)
+    keys = {'lan': ['setups'], 'peers': ['peers'],
+            'explain': ['explanations'], 'memory': ['memory'],
+            'profile': ['profile']}
+    for section in args.sections:
+      for key in keys[section]:
+        merged[key] = results.get(key)
+    merged['sections'] = sorted(set(merged.get('sections', ())) |
+                                set(args.sections))
+    merged.setdefault('merged_runs', []).append(
+        {'sections': list(args.sections), 'date': results['date'],
+         'load_average_start': results['machine']['load_average_start'],
+         'load_average_end': results['machine']['load_average_end']})
+    merged['targets'] = targets(merged)
+    results = merged
   os.makedirs(args.out, exist_ok=True)
   io.write_json(os.path.join(args.out, 'results.json'), results)
   table = markdown(results)

@@ -185,6 +185,9 @@ def get_config(arg=None):
     e.methods = ('lan', 'gradient', 'occlusion', 'random')
     e.method_settings.occlusion.window = 8
     e.method_settings.occlusion.stride = 8
+  elif arg == 'gpu':
+    config_lib.gpu_variant(config)
   elif arg:
-    raise ValueError(f'Unknown variant {arg!r}; expected paper or quick.')
+    raise ValueError(f'Unknown variant {arg!r}; expected paper, quick or '
+                     'gpu.')
   return config

@@ -163,7 +163,9 @@ def get_config(arg=None):
     config.eval.chunk = 16
     config.eval.association_min_docs = 1
     config.eval.table_min_words = 3
+  elif arg == 'gpu':
+    config_lib.gpu_variant(config)
   elif arg and arg != 'constant':
     raise ValueError(
-        f'Unknown variant {arg!r}; expected constant, paper or quick.')
+        f'Unknown variant {arg!r}; expected constant, paper, quick or gpu.')
   return config

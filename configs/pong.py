@@ -133,6 +133,9 @@ def get_config(arg=None):
     e.compare_batch = 8
     e.method_settings.occlusion.window = 16
     e.method_settings.occlusion.stride = 16
+  elif arg == 'gpu':
+    config_lib.gpu_variant(config)
   elif arg:
-    raise ValueError(f'Unknown variant {arg!r}; expected paper or quick.')
+    raise ValueError(f'Unknown variant {arg!r}; expected paper, quick or '
+                     'gpu.')
   return config

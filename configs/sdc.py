@@ -156,6 +156,8 @@ def get_config(arg=None):
 
   if arg in (None, 'mnist'):
     pass
+  elif arg == 'gpu':  # MNIST-SDC sized for one GPU
+    config_lib.gpu_variant(config)
   elif arg == 'paper':
     config.f.num_steps = 5_000
     config.f.eval_every = 1_000

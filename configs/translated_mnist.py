@@ -83,6 +83,9 @@ def get_config(arg=None):
     config.checkpoint_every = 30
     config.eval.num_examples = 500
     config.eval.small_digit_examples = 100
+  elif arg == 'gpu':
+    config_lib.gpu_variant(config)
   elif arg:
-    raise ValueError(f'Unknown variant {arg!r}; expected paper or quick.')
+    raise ValueError(f'Unknown variant {arg!r}; expected paper, quick or '
+                     'gpu.')
   return config

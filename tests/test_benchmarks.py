@@ -31,7 +31,7 @@ def quick(tmp_path_factory):
   proc = subprocess.run(
       [sys.executable, os.path.join(ROOT, 'benchmarks', 'run.py'), '--quick',
        '--out', str(out)], cwd=ROOT, env=subprocess_env(JAX_PLATFORMS='cpu'),
-      capture_output=True, text=True, timeout=300)
+      capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
   with open(out / 'results.json') as fh:
     results = json.load(fh)
@@ -192,3 +192,104 @@ def test_colab_notebook_is_small_valid_and_without_outputs():
     lines = [l[:len(l) - len(l.lstrip())] + 'pass' if l.strip().startswith('!')
              else l for l in c.splitlines()]
     compile('\n'.join(lines) + '\n', 'notebook', 'exec')
+
+
+# ----------------------------------------------------------------------------
+# The PyTorch peers (benchmarks/torch_peers.py): the same step, or the ratio
+# the benchmark prints means nothing.
+
+
+def _peer(name, batch_size=3, num_samples=2):
+  torch = pytest.importorskip('torch')
+  sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
+  import run as bench  # pylint: disable=g-import-not-at-top
+  import torch_peers  # pylint: disable=g-import-not-at-top
+  torch.manual_seed(0)
+  setup = bench.experiment_setup(name, 'quick')
+  peer = torch_peers.build(name, setup, batch_size=batch_size,
+                           num_samples=num_samples, variant='quick')
+  return torch, bench, setup, peer
+
+
+def _nhwc(t):
+  a = t.detach().numpy()
+  return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
+
+
+@pytest.mark.parametrize(
+    'name', ['translated_mnist', 'pong', 'sdc',
+             # ~10-20 s each to build (eager ops of the synthetic data):
+             pytest.param('newsgroups', marks=pytest.mark.slow),
+             pytest.param('cifar10', marks=pytest.mark.slow)])
+def test_torch_peer_computes_the_jax_networks(name):
+  """F and A of the peer equal the experiment's (same parameters, NCHW
+  layout): a wrong padding, kernel flip or flatten order breaks this."""
+  torch, _, setup, peer = _peer(name)
+  x = peer.draw_x(4)
+  xj = jnp.asarray(_nhwc(x))
+  with torch.no_grad():
+    f_t, a_t = _nhwc(peer.f(x)), _nhwc(peer.a(x))
+  f_j = setup.f_apply(setup.lan_data['f_params'], xj)
+  a_j = setup.mask_fn(setup.lan_state['params'], xj)
+  scale = float(jnp.abs(f_j).max())
+  assert scale > 0 and float(jnp.std(a_j)) > 0
+  np.testing.assert_allclose(f_t, f_j, atol=1e-5 * max(scale, 1.0))
+  np.testing.assert_allclose(a_t, a_j, atol=1e-5)
+  # A step trains A (and only A).
+  before = [p.detach().clone() for p in peer.a.parameters()]
+  f_before = [p.detach().clone() for p in peer.f.parameters()]
+  peer.step()
+  assert any(not torch.equal(b, p) for b, p in zip(before, peer.a.parameters()))
+  assert all(torch.equal(b, p) for b, p in zip(f_before, peer.f.parameters()))
+
+
+@pytest.mark.parametrize('name', ['translated_mnist', 'pong'])
+def test_torch_peer_objective_is_lanjax_objective(name):
+  """The peer's loss terms are eq. 3 as `lanjax.lan_terms` computes it, for
+  the same x, mask and noise (cross-entropy and squared-error L_F)."""
+  import lanjax  # pylint: disable=g-import-not-at-top
+  torch, _, setup, peer = _peer(name)
+  x = peer.draw_x(3)
+  eta = peer.draw_noise(3, 2, x)  # (B, K, ...)
+  with torch.no_grad():
+    loss, fidelity, mask_mean = peer.objective(x, eta)
+    mask = _nhwc(peer.a(x))
+  f = lambda z: _nhwc(peer.f(torch.from_numpy(
+      np.asarray(z).transpose(0, 3, 1, 2).copy())))
+  xj, etaj = _nhwc(x), np.stack([_nhwc(eta[:, k]) for k in range(2)])
+  out_loss = (lanjax.softmax_cross_entropy if name == 'translated_mnist'
+              else lanjax.squared_error)
+  with torch.no_grad():
+    fid_j, mean_j = lanjax.lan_terms(
+        lambda z: jnp.asarray(f(z)), jnp.asarray(xj), jnp.asarray(mask),
+        jnp.asarray(etaj), output_loss=out_loss)
+  np.testing.assert_allclose(fidelity.numpy(), fid_j, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(mask_mean.numpy(), mean_j, rtol=1e-5)
+  np.testing.assert_allclose(
+      float(loss), float((fid_j - peer.beta * mean_j).mean()), rtol=1e-4,
+      atol=1e-6)
+
+
+def test_quick_run_peer_rows_and_explanations(quick):
+  results, md, _ = quick
+  assert 'lan' in results['sections'] and 'explain' in results['sections']
+  ex = results['explanations'][0]
+  for m in ('lan', 'gradient', 'integrated_gradients', 'smoothgrad'):
+    assert _finite_positive(ex['methods'][m]['per_s']), m
+  assert ex['lan_over_integrated_gradients'] == pytest.approx(
+      ex['methods']['lan']['per_s']
+      / ex['methods']['integrated_gradients']['per_s'])
+  # IG does 50 gradients of F per map: more work than one gradient.
+  assert ex['work_integrated_gradients_over_lan'] > 1
+  assert _finite_positive(ex['lan_training_s'])
+  assert '## Explanations per second' in md
+  if results.get('peers') is None:
+    pytest.importorskip('torch')  # no torch: the peers were skipped
+  for r in results['peers']:
+    assert r['ratio'] == pytest.approx(r['torch_step_s'] / r['lanjax_step_s'])
+    assert r['lanjax_examples_per_s'] == pytest.approx(
+        r['batch_size'] / r['lanjax_step_s'])
+    assert 0 < r['lanjax_fraction_of_matmul_rate'] < 1
+  assert [r['num_samples'] for r in results['peers']] == [1, 2]
+  assert '## lanjax against the same step in PyTorch' in md
+  assert any('PyTorch eager' in t['target'] for t in results['targets'])

@@ -11,7 +11,7 @@ from lanjax import config as config_lib
 
 CONFIGS = sorted(p.stem for p in (ROOT / 'configs').glob('*.py')
                  if not p.stem.startswith('_'))
-VARIANTS = (None, 'quick', 'paper')
+VARIANTS = (None, 'quick', 'paper', 'gpu')
 
 
 def documented_overrides() -> list[str]:
@@ -79,3 +79,18 @@ def test_every_config_extends_the_base_config(name):
   missing = set(paths(base)) - set(paths(config))
   assert not missing, f'configs/{name}.py lacks {sorted(missing)}'
   assert config.experiment == name
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_gpu_variant_trades_steps_for_batch(name):
+  """The ``gpu`` variant: 4x batches over a quarter of the steps (as many
+  examples), logs at the same examples, several steps per dispatch."""
+  base, gpu = load_config(name), load_config(name, 'gpu')
+  for part in ('f', 'lan'):
+    assert gpu[part].batch_size == 4 * base[part].batch_size
+    assert gpu[part].num_steps == -(-base[part].num_steps // 4)
+    assert gpu[part].learning_rate == pytest.approx(
+        2 * base[part].learning_rate)
+  assert gpu.log_every == max(1, base.log_every // 4)
+  assert base.steps_per_dispatch == 1 and gpu.steps_per_dispatch > 1
+  assert gpu.log_every % gpu.steps_per_dispatch == 0

@@ -87,6 +87,35 @@ def test_deterministic_for_a_seed_and_resume_is_identical(tmp_path):
   _assert_trees_equal(done['params'], straight['params'])
 
 
+def test_several_steps_per_dispatch_match_one_and_resume(tmp_path):
+  """N steps per call: the same steps' keys and updates as N = 1 (to float
+  rounding: the step is compiled inside a loop, where XLA may fuse it
+  otherwise), the same report, checkpoint and log steps, and a resumed run
+  bitwise equal to an uninterrupted one with the same N."""
+  one = _fit(_setup(tmp_path), tmp_path / 'one', 10)
+  s = _setup(tmp_path)
+  many = _fit(s, tmp_path / 'many', 10, steps_per_dispatch=5)
+  assert int(many['step']) == 10
+  for x, y in zip(jax.tree.leaves(one), jax.tree.leaves(many)):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+  logs = {}
+  for run in ('one', 'many'):
+    logs[run] = [json.loads(l)
+                 for l in open(tmp_path / run / 'metrics_lan.jsonl')]
+  # Calls stop at every report (3) and checkpoint (4): 3, 4, 6, 8, 9, 10.
+  assert [r['step'] for r in logs['many']] == [3, 6, 9, 10]
+  for a, b in zip(logs['one'], logs['many']):
+    assert a['step'] == b['step']
+    np.testing.assert_allclose(a['loss'], b['loss'], rtol=1e-5)
+  assert sorted(os.listdir(tmp_path / 'many' / 'checkpoints' / 'lan')) == (
+      sorted(os.listdir(tmp_path / 'one' / 'checkpoints' / 'lan')))
+  # Resume mid-way with N = 5: bitwise the uninterrupted N = 5 run.
+  _fit(_setup(tmp_path), tmp_path / 'c', 6, steps_per_dispatch=5)
+  resumed = _fit(_setup(tmp_path), tmp_path / 'c', 10, steps_per_dispatch=5)
+  _assert_trees_equal(many['params'], resumed['params'])
+  _assert_trees_equal(many['opt_state'], resumed['opt_state'])
+
+
 def test_lan_training_changes_a_and_logs(tmp_path):
   # F's parameters are data, never written (no assertion on them could fail);
   # that the step differentiates A alone is checked exactly in

@@ -185,7 +185,8 @@ def fit_lan_at_beta(config, task, trained, beta: float, workdir: str):
   state = training.fit(
       update, state, skeleton.lan_data(task, trained.f_params),
       rng=task.keys[1], num_steps=c.lan.num_steps, workdir=where, name='lan',
-      log_every=c.log_every, checkpoint_every=c.checkpoint_every)
+      log_every=c.log_every, checkpoint_every=c.checkpoint_every,
+      steps_per_dispatch=c.get('steps_per_dispatch', 1))
   io.write_json(os.path.join(where, 'lan_explains.json'), {
       'f_step': trained.f_step, 'beta': float(beta),
       'note': 'the same F as the main run (workdir/checkpoints/f)'})

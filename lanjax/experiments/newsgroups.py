@@ -900,6 +900,33 @@ def _tables_markdown(rows, k) -> str:
   return '\n'.join(lines)
 
 
+def synthetic_data(config, num_train: int = PAPER_NUM_DOCS['train'],
+                   num_test: int = 1_000) -> dict:
+  """Random data of `load_data`'s layout (for benchmarks): documents of
+  random distinct words (log-normal lengths, median 60, at most 2,000
+  distinct words) with counts 1-4, over a vocabulary of
+  ``config.data.vocab_size`` placeholder words, and random labels."""
+  rng = np.random.default_rng(0)
+  v = int(config.data.vocab_size)
+  vocab = [ng.UNK] + [f'w{i}' for i in range(1, v)]
+  bows, labels = {}, {}
+  for split, n in (('train', num_train), ('test', num_test)):
+    lengths = np.clip(rng.lognormal(np.log(60), 0.9, n), 1,
+                      min(2_000, v)).astype(np.int32)
+    ids = np.concatenate([np.sort(rng.choice(v, k, replace=False))
+                          for k in lengths]).astype(np.int32)
+    counts = rng.integers(1, 5, ids.size).astype(np.float32)
+    max_length = int(lengths.max())
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int32)
+    bows[split] = jax.tree.map(jnp.asarray, ng.BagOfWords(
+        ids=np.concatenate([ids, np.zeros(max_length, np.int32)]),
+        counts=np.concatenate([counts, np.zeros(max_length, np.float32)]),
+        offsets=offsets, lengths=lengths, vocab_size=v,
+        max_length=max_length))
+    labels[split] = rng.integers(0, len(ng.GROUPS), n).astype(np.int32)
+  return {'vocab': vocab, 'bow': bows, 'labels': labels}
+
+
 EXPERIMENT = skeleton.Experiment(
     name='newsgroups', load_data=load_data, tasks=tasks,
-    evaluate=evaluate_task, describe=describe)
+    evaluate=evaluate_task, describe=describe, synthetic_data=synthetic_data)

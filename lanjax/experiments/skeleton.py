@@ -240,7 +240,8 @@ def train_task(config: Config, task: Task, workdir: str, mesh=None):
         f_update(config, task, f_graphdef, mesh), f_state, task.train_data,
         rng=f_key, num_steps=config.f.num_steps, workdir=where, name='f',
         log_every=config.log_every, checkpoint_every=config.checkpoint_every,
-        mesh=mesh, eval_fn=f_eval, eval_every=config.f.eval_every)
+        mesh=mesh, eval_fn=f_eval, eval_every=config.f.eval_every,
+        steps_per_dispatch=config.get('steps_per_dispatch', 1))
 
   lan_graphdef, lan_state = initial_state(task.make_lan, config.lan)
   training.check_divisible(config.lan.batch_size, mesh)
@@ -249,7 +250,7 @@ def train_task(config: Config, task: Task, workdir: str, mesh=None):
       lan_data(task, f_state['params']), rng=lan_key,
       num_steps=config.lan.num_steps, workdir=where, name='lan',
       log_every=config.log_every, checkpoint_every=config.checkpoint_every,
-      mesh=mesh)
+      mesh=mesh, steps_per_dispatch=config.get('steps_per_dispatch', 1))
   io.write_json(os.path.join(where, 'lan_explains.json'), {
       'f_checkpoint': os.path.abspath(f_ckpt), 'f_step': int(f_state['step']),
       'task': task.name})

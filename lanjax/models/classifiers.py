@@ -105,22 +105,45 @@ def space_to_depth_conv(x, kernel, bias, stride: int):
   x = x.reshape(n, hb, wb, s * s * c)
   kernel = kernel.reshape(q, s, q, s, c, -1).transpose(0, 2, 1, 3, 4, 5)
   kernel = kernel.reshape(q, q, s * s * c, -1)
-  y = _valid_conv(x, kernel)[:, :oh, :ow]
+  y = (_patch_conv(x, kernel) if IM2COL_MAX_WIDTH and q * q * s * s * c
+       <= IM2COL_MAX_WIDTH else _valid_conv(x, kernel))[:, :oh, :ow]
   return y if bias is None else y + bias
 
 
 _DN = ('NHWC', 'HWIO', 'NHWC')
+
+# Space-to-depth convolutions whose patches are at most this wide (kernel
+# taps x channels) run as one matrix product over the patches (im2col): the
+# first layer of translated MNIST's F (16 wide), which XLA:CPU's
+# convolutions run slowly with 4 input channels (F's step 9% and the K = 1
+# LAN step 11% less CPU time on 2 cores; benchmarks/results.md). Wider ones
+# stay convolutions (im2col was slower for the 160-wide second layer). 0:
+# never.
+IM2COL_MAX_WIDTH = 16
+
+
+def _patch_conv(x, kernel):
+  """`_valid_conv` as one matrix product over the input's patches (im2col)."""
+  kh, kw, c, o = kernel.shape
+  n, h, w, _ = x.shape
+  oh, ow = h - kh + 1, w - kw + 1
+  patches = jnp.concatenate([x[:, i:i + oh, j:j + ow]
+                             for i in range(kh) for j in range(kw)], -1)
+  return (patches.reshape(-1, kh * kw * c) @ kernel.reshape(-1, o)).reshape(
+      n, oh, ow, o)
 
 
 @jax.custom_vjp
 def _valid_conv(x, kernel):
   """A stride-1 'VALID' NHWC/HWIO convolution.
 
-  Its gradient with respect to ``x`` is computed with an explicitly
-  transposed kernel (HWIO), not with JAX's default rule, which reads the
-  kernel as HWOI: XLA:CPU canonicalises that layout outside loops but not
-  inside them (`lax.map` chunks), where it then runs a naive convolution
-  about 10x slower.
+  Its gradients are computed as convolutions in the canonical NHWC/HWIO
+  layout: with respect to ``x`` with an explicitly transposed kernel, with
+  respect to the kernel with x's channels as the batch; JAX's default rules
+  use other layouts (the kernel read as HWOI, a convolution over the
+  batch), which XLA:CPU canonicalises outside loops but not inside them
+  (`lax.map` chunks, `training.multi_step`), where it then runs a naive
+  convolution about 10x slower.
   """
   return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'VALID',
                                       dimension_numbers=_DN)
@@ -137,10 +160,16 @@ def _valid_conv_bwd(res, g):
   dx = jax.lax.conv_general_dilated(
       g, flipped, (1, 1), ((kh - 1, kh - 1), (kw - 1, kw - 1)),
       dimension_numbers=_DN)
-  _, kernel_vjp = jax.vjp(
-      lambda k: jax.lax.conv_general_dilated(x, k, (1, 1), 'VALID',
-                                             dimension_numbers=_DN), kernel)
-  return dx, kernel_vjp(g)[0]
+  # The kernel's gradient as a canonical NHWC/HWIO convolution too: x with
+  # its channels as the batch, g as the kernel (the batch contracted). This
+  # is what XLA:CPU rewrites JAX's rule (a convolution over the batch
+  # dimension) into outside loops; inside a loop (`training.multi_step`)
+  # it does not, and runs the rule's layout as a naive convolution, 7x
+  # slower for translated MNIST's F step.
+  dk = jax.lax.conv_general_dilated(
+      jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(g, (1, 2, 0, 3)),
+      (1, 1), 'VALID', dimension_numbers=_DN)  # (C, kh, kw, O)
+  return dx, jnp.transpose(dk, (1, 2, 0, 3))
 
 
 _valid_conv.defvjp(_valid_conv_fwd, _valid_conv_bwd)

@@ -6,6 +6,7 @@ import os
 from typing import Callable, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from lanjax import validation
@@ -30,7 +31,7 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
         checkpoint_every: int = 1000, max_to_keep: int = 2, mesh=None,
         eval_fn: Optional[Callable[[State], dict]] = None,
         eval_every: int = 0, tensorboard: bool = True,
-        check_inputs: bool = True) -> State:
+        check_inputs: bool = True, steps_per_dispatch: int = 1) -> State:
   """Runs ``update`` until ``state['step'] == num_steps``, resumably.
 
   If ``workdir/checkpoints/name`` holds a checkpoint, training resumes from
@@ -57,6 +58,14 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
     tensorboard: write TensorBoard summaries.
     check_inputs: before the first step, check that ``data`` holds no NaN or
       inf (`lanjax.validation.check_finite`).
+    steps_per_dispatch: ``N``, updates run by one call of the compiled step:
+      a loop over up to N steps inside one jitted call (`multi_step`), so
+      the host dispatches and fetches metrics once per N steps instead of
+      every step (GPUs and TPUs spend as long launching a small step as
+      running it). A call never crosses a report, checkpoint or evaluation
+      step, so these happen at the same steps for every N, and every step
+      uses the same key ``fold_in(rng, step)``; with N = 1 each step is
+      one call, as before.
 
   Raises:
     NonFiniteError: a loss or gradient became NaN or inf (the message names
@@ -92,27 +101,54 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
   if start >= num_steps:
     manager.close()
     return state
-  step_fn = jit(update, mesh=mesh, donate_argnums=0)
+  if steps_per_dispatch < 1:
+    manager.close()
+    raise ValueError(f'steps_per_dispatch must be >= 1, got '
+                     f'{steps_per_dispatch!r}.')
+  # The step's key is made inside the call, from the state's step: one
+  # dispatch per step, not one for the key and one for the step.
+  one_step = jit(
+      lambda state, data, rng: update(
+          state, data, jax.random.fold_in(rng, state['step'])),
+      mesh=mesh, donate_argnums=0)
   try:
-    check_update(step_fn, state, data, rng, name=name,
+    check_update(one_step, state, data, rng, name=name,
                  check_inputs=check_inputs)
   except Exception:
     manager.close()
     raise
+  if steps_per_dispatch > 1:
+    many = jit(multi_step(update, steps_per_dispatch), mesh=mesh,
+               donate_argnums=0)
+
+  def boundary(done):
+    """The next step at which something is reported, saved or evaluated."""
+    nxt = [num_steps, (done // log_every + 1) * log_every,
+           (done // checkpoint_every + 1) * checkpoint_every]
+    if eval_fn is not None and eval_every:
+      nxt.append((done // eval_every + 1) * eval_every)
+    return min(nxt)
+
   logger = MetricLogger(workdir, name, total_steps=num_steps,
                         tensorboard=tensorboard)
   logger.start(start)
   pending = []  # device metrics since the last report: no per-step host sync
   last_good = restored_step
+  done = start
   try:
-    for step in range(start, num_steps):
-      state, metrics = step_fn(state, data, jax.random.fold_in(rng, step))
-      pending.append(metrics)
-      done = step + 1
+    while done < num_steps:
+      n = min(steps_per_dispatch, boundary(done) - done)
+      if steps_per_dispatch == 1:
+        state, metrics = one_step(state, data, rng)
+      else:
+        state, metrics = many(state, data, rng, n)
+      pending.append((n, metrics))
+      done += n
       report = done % log_every == 0 or done == num_steps
       save = done % checkpoint_every == 0 or done == num_steps
       if report or save:
-        host = jax.device_get(pending)
+        host = [m for count, ms in jax.device_get(pending)
+                for m in _unstack(ms, count, steps_per_dispatch)]
         pending = []
         bad = [i for i, m in enumerate(host) if not m['finite']]
         if bad:
@@ -141,6 +177,42 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
     manager.close()
     logger.close()
   return state
+
+
+def multi_step(update: Callable, max_steps: int) -> Callable:
+  """Up to ``max_steps`` updates in one call, for `jax.jit`.
+
+  Returns:
+    ``run(state, data, rng, n) -> (state, metrics)``: ``n <= max_steps``
+    steps of ``update`` in a `jax.lax.fori_loop` (``n`` is traced: one
+    compilation serves every ``n``), step ``s`` with the key ``fold_in(rng,
+    s)`` as `fit` gives it (``s`` read from ``state['step']``); ``metrics``
+    holds every step's metrics stacked along a leading axis of length
+    ``max_steps``, of which the first ``n`` are this call's.
+  """
+  def run(state, data, rng, n):
+    def one(state):
+      return update(state, data, jax.random.fold_in(rng, state['step']))
+
+    _, metrics_shape = jax.eval_shape(one, state)
+    buf = jax.tree.map(
+        lambda m: jnp.zeros((max_steps,) + m.shape, m.dtype), metrics_shape)
+
+    def body(i, carry):
+      state, buf = carry
+      state, metrics = one(state)
+      buf = jax.tree.map(lambda b, m: b.at[i].set(m), buf, metrics)
+      return state, buf
+
+    return jax.lax.fori_loop(0, n, body, (state, buf))
+  return run
+
+
+def _unstack(metrics, count: int, stacked: int) -> list:
+  """Host metrics of one call as a list of ``count`` per-step dicts."""
+  if stacked == 1:
+    return [metrics]
+  return [{k: v[i] for k, v in metrics.items()} for i in range(count)]
 
 
 def check_update(update: Callable, state: State, data, rng, *,
