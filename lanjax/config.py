@@ -178,6 +178,12 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     ConfigError (a ValueError) naming the field, the allowed values and what
     it got.
   """
+  if config.get('experiment') == 'newsgroups' and 'eval' in config:
+    n = config.eval.get('compare_examples', 1)
+    _check(_is_int(n) and n >= 1,
+           'config.eval.compare_examples must be an int >= 1 for 20 '
+           'Newsgroups: its deletion claims and diagnostics are measured on '
+           f'the compared documents, got {_got(n)}.')
   if 'lan' in config:
     lan = config.lan
     _check(_is_number(lan.beta) and lan.beta > 0,

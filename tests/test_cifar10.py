@@ -513,7 +513,7 @@ def test_config_variants():
     assert set(c.eval.methods) <= set(default.eval.methods)
   quick = load_config('cifar10', 'quick')
   assert quick.f.num_steps < 100 and quick.lan.num_steps < 100
-  with pytest.raises(ValueError, match='paper or quick'):
+  with pytest.raises(ValueError, match='expected paper, quick'):
     load_config('cifar10', 'nope')
 
 

@@ -94,3 +94,15 @@ def test_gpu_variant_trades_steps_for_batch(name):
   assert gpu.log_every == max(1, base.log_every // 4)
   assert base.steps_per_dispatch == 1 and gpu.steps_per_dispatch > 1
   assert gpu.log_every % gpu.steps_per_dispatch == 0
+
+
+def test_newsgroups_refuses_an_empty_comparison_before_training():
+  # Its claims are measured on the compared documents: 0 would fail after
+  # training with a bare numpy error; validate() names the field instead.
+  config = load_config('newsgroups', 'quick')
+  config.distributed = False
+  config.eval.compare_examples = 0
+  with pytest.raises(ValueError, match='compare_examples must be an int >= 1'):
+    config_lib.validate(config)
+  config.eval.compare_examples = 8
+  config_lib.validate(config)
