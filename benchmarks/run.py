@@ -598,6 +598,9 @@ def bench_explanations(names, *, batch_size: int, lan_batch_size: int,
     defaults = config_lib.base_config(name).eval.method_settings
     config.eval.method_settings = defaults
     config.eval.methods = tuple(methods or attribution.METHODS)
+    module = importlib.import_module(f'lanjax.experiments.{name}')
+    if hasattr(module, 'scored_config'):  # F is no classifier (Pong)
+      config = module.scored_config(config)
     experiment = get_experiment(config.experiment)
     data = experiment.synthetic_data(config)
     task = experiment.tasks(config, data)[0]

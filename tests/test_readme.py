@@ -28,8 +28,8 @@ def test_explain_your_own_function_example_runs_and_learns():
 
 def test_readme_test_command_is_what_ci_runs():
   ci = (ROOT / '.ci' / 'run').read_text()
-  assert 'python3 -m pytest -q tests' in ci
-  assert 'python -m pytest -q tests' in _readme()
+  assert 'python3 -m pytest -q -n auto tests' in ci
+  assert 'python -m pytest -q -n auto tests' in _readme()
   for config in re.findall(r'configs/(\w+)\.py', _readme()):
     assert (ROOT / 'configs' / f'{config}.py').exists(), config
 

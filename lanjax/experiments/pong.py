@@ -119,6 +119,26 @@ def reconstruction_score(out, x):
   return -jnp.square(out - x).mean(tuple(range(1, x.ndim)))
 
 
+def scored_config(config):
+  """A copy of ``config`` whose attribution methods explain this F's score.
+
+  F is an autoencoder, not a classifier: every method in `SCORED_METHODS`
+  gets ``score=reconstruction_score`` and mask optimisation A's mask shape
+  (used by the comparison and by benchmarks/run.py).
+  """
+  cfg = config.copy_and_resolve_references()
+  with cfg.unlocked():
+    for name in SCORED_METHODS:
+      if name in cfg.eval.methods:
+        settings = dict(cfg.eval.method_settings.get(name, {}))
+        settings['score'] = reconstruction_score
+        cfg.eval.method_settings[name] = settings
+    cfg.eval.method_settings.mask_optimisation = dict(
+        cfg.eval.method_settings.get('mask_optimisation', {}),
+        mask_shape=tuple(config.lan.mask_shape))
+  return cfg
+
+
 def make_task(config, data) -> skeleton.Task:
   """F (the autoencoder) and A, and what training them reads."""
   root = jax.random.key(config.seed)
@@ -365,16 +385,7 @@ def evaluate(config, data, task, trained, workdir) -> dict:
   }
 
   if config.eval.compare_examples:
-    cfg = config.copy_and_resolve_references()
-    with cfg.unlocked():
-      for name in SCORED_METHODS:
-        if name in cfg.eval.methods:
-          settings = dict(cfg.eval.method_settings.get(name, {}))
-          settings['score'] = reconstruction_score
-          cfg.eval.method_settings[name] = settings
-      cfg.eval.method_settings.mask_optimisation = dict(
-          cfg.eval.method_settings.get('mask_optimisation', {}),
-          mask_shape=tuple(config.lan.mask_shape))
+    cfg = scored_config(config)
     objects = np.asarray(pong.object_maps(x_all)).max(-1) >= thr
     m['comparison'] = skeleton.compare_methods(
         cfg, task, trained, x_all, workdir=workdir,
