@@ -14,6 +14,17 @@ from lanjax import io  # pylint: disable=g-import-not-at-top
 CMAP = 'jet'  # warm = important, as in the paper's figures
 
 
+def _pair_grid(n, cols):
+  """Axes (off) for ``n`` input/map pairs, ``cols`` per row: the input in
+  row ``2 * (i // cols)``, its map in the row below."""
+  rows = 2 * int(np.ceil(n / cols))
+  fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.7 * rows),
+                           squeeze=False)
+  for ax in axes.ravel():
+    ax.axis('off')
+  return fig, axes
+
+
 def attention_pairs(images, importance, corners, box_size, path, *, title='',
                     cols=None):
   """Fig. 2: each input (top) above its attention map (bottom).
@@ -22,11 +33,7 @@ def attention_pairs(images, importance, corners, box_size, path, *, title='',
   """
   n = len(images)
   cols = cols or n
-  rows = 2 * int(np.ceil(n / cols))
-  fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.7 * rows),
-                           squeeze=False)
-  for ax in axes.ravel():
-    ax.axis('off')
+  fig, axes = _pair_grid(n, cols)
   im = None
   for i in range(n):
     r, c = 2 * (i // cols), i % cols
@@ -372,11 +379,7 @@ def frame_pairs(frames, maps, path, *, title='', cols=None, columns=None,
     maps = maps[..., 0]
   n = len(frames)
   cols = cols or n
-  rows = 2 * int(np.ceil(n / cols))
-  fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.7 * rows),
-                           squeeze=False)
-  for ax in axes.ravel():
-    ax.axis('off')
+  fig, axes = _pair_grid(n, cols)
   im = None
   for i in range(n):
     r, c = 2 * (i // cols), i % cols
