@@ -2,12 +2,39 @@
 
 import os
 import pathlib
+import shutil
+import sys
+import tempfile
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / 'shared'
 SHARED_TFDS = SHARED / 'tensorflow_datasets'
+
+# The suite's cost is XLA compiling the same programs again: in every
+# train.py / evaluate.py subprocess, in both xdist workers, in tests that
+# build the same networks. One JAX persistent compilation cache per pytest
+# session, made here (before JAX reads its config) and inherited by the xdist
+# workers and by every subprocess (`subprocess_env`), compiles each program
+# once. A cache entry is keyed by the program and the compiler options, so a
+# hit returns the executable a compile would have made. A cache dir set by
+# the caller (e.g. tools/mutation.sh) is kept.
+_OWN_CACHE = None
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  _OWN_CACHE = tempfile.mkdtemp(prefix='lanjax_test_jax_cache_')
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _OWN_CACHE
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '-1')
+  if 'jax' in sys.modules:  # imported by a plugin before this file
+    sys.modules['jax'].config.update('jax_compilation_cache_dir', _OWN_CACHE)
+
+
+def pytest_unconfigure(config):
+  """Removes the session's compilation cache (the process that made it)."""
+  del config
+  if _OWN_CACHE is not None and 'PYTEST_XDIST_WORKER' not in os.environ:
+    shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture

@@ -42,6 +42,7 @@ def _finite_positive(v):
   return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
 
 
+@pytest.mark.xdist_group('test_benchmarks.quick')  # the fixture runs once
 def test_quick_run_schema(quick):
   results, _, _ = quick
   assert results['schema_version'] == 1 and results['plan'] == 'quick'
@@ -67,6 +68,7 @@ def test_quick_run_schema(quick):
       'no recompilation in the steady state'}
 
 
+@pytest.mark.xdist_group('test_benchmarks.quick')  # the fixture runs once
 def test_quick_run_does_not_recompile(quick):
   results, _, _ = quick
   mnist = results['setups']['translated_mnist']
@@ -75,6 +77,7 @@ def test_quick_run_does_not_recompile(quick):
     assert r['jit_cache_size'] in (None, 1), r
 
 
+@pytest.mark.xdist_group('test_benchmarks.quick')  # the fixture runs once
 def test_quick_run_memory_shows_chunking(quick):
   results, _, _ = quick
   by_chunk = {r['chunk_size']: r for r in results['memory']}
@@ -83,6 +86,7 @@ def test_quick_run_memory_shows_chunking(quick):
   assert chunked < by_chunk[None]['temp_size_in_bytes']
 
 
+@pytest.mark.xdist_group('test_benchmarks.quick')  # the fixture runs once
 def test_quick_run_writes_markdown_table(quick):
   results, md, stdout = quick
   assert md.startswith('# lanjax benchmarks')
@@ -270,6 +274,7 @@ def test_torch_peer_objective_is_lanjax_objective(name):
       atol=1e-6)
 
 
+@pytest.mark.xdist_group('test_benchmarks.quick')  # the fixture runs once
 def test_quick_run_peer_rows_and_explanations(quick):
   results, md, _ = quick
   assert 'lan' in results['sections'] and 'explain' in results['sections']

@@ -260,6 +260,7 @@ def block_table():
       batch_size=16, time_repeats=2, num_bootstrap=300)
 
 
+@pytest.mark.xdist_group('test_evaluation.block_table')  # the fixture runs once
 def test_protocol_ranks_methods_that_find_the_block_first(block_table):
   m = block_table['methods']
   for good in ('gradient', 'occlusion'):
@@ -275,6 +276,7 @@ def test_protocol_ranks_methods_that_find_the_block_first(block_table):
                              rtol=1e-5)
 
 
+@pytest.mark.xdist_group('test_evaluation.block_table')  # the fixture runs once
 def test_protocol_sanity_check_fails_maps_that_ignore_f(block_table):
   m = block_table['methods']
   assert m['gradient']['sanity_pass'] and m['occlusion']['sanity_pass']
@@ -283,6 +285,7 @@ def test_protocol_sanity_check_fails_maps_that_ignore_f(block_table):
   assert m['constant']['sanity_rank_corr/w1']['mean'] == 1.0
 
 
+@pytest.mark.xdist_group('test_evaluation.block_table')  # the fixture runs once
 def test_protocol_table_is_complete_with_intervals(block_table):
   t = block_table
   assert t['num_examples'] == 24 and t['num_steps'] == 8
@@ -306,6 +309,7 @@ def test_protocol_table_is_complete_with_intervals(block_table):
       'insertion_auc/zero']['high']
 
 
+@pytest.mark.xdist_group('test_evaluation.block_table')  # the fixture runs once
 def test_markdown_table_and_figure(block_table, tmp_path):
   text = evaluation.markdown_table(block_table,
                                    metrics=['deletion_auc/zero',

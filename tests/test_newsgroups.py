@@ -406,11 +406,17 @@ def _without_timings(m):
   return m
 
 
+# The end-to-end runs compare three methods and one left out (every method
+# runs end to end in the translated-MNIST mock test; this keeps the suite
+# short).
+_METHODS = "--config.eval.methods=('lan','gradient_x_input','occlusion','random')"
+
+
 def _run(repo_root, tmp_path, work, *extra):
   flags = ['--config', f'{repo_root}/configs/newsgroups.py:quick',
            '--workdir', str(work), f'--config.data.data_dir={tmp_path}/tfds',
            f'--config.data.manual_dir={tmp_path}/raw',
-           '--config.data.download=False', *extra]
+           '--config.data.download=False', _METHODS, *extra]
   r = subprocess.run([sys.executable, str(repo_root / 'train.py'), *flags],
                      env=subprocess_env(), capture_output=True, text=True,
                      timeout=600)
@@ -427,7 +433,7 @@ def test_quick_train_then_evaluate(tmp_path, repo_root):
   flags = ['--config', f'{repo_root}/configs/newsgroups.py:quick',
            '--workdir', str(work), f'--config.data.data_dir={tmp_path}/tfds',
            f'--config.data.manual_dir={tmp_path}/raw',
-           '--config.data.download=False']
+           '--config.data.download=False', _METHODS]
   env = subprocess_env()
   for script, extra in (('train.py', ['--config.evaluate_after_train=False']),
                         ('evaluate.py', [])):
@@ -462,9 +468,8 @@ def test_quick_train_then_evaluate(tmp_path, repo_root):
   assert len(m['table_documents']) == 20
   table = m['comparison']
   assert set(table['methods']) == {
-      'lan', 'gradient', 'gradient_x_input', 'smoothgrad',
-      'integrated_gradients', 'mask_optimisation', 'random', 'lan_specific'}
-  assert set(table['left_out']) == {'occlusion', 'rise'}
+      'lan', 'gradient_x_input', 'random', 'lan_specific'}
+  assert set(table['left_out']) == {'occlusion'}
   for row in table['methods'].values():
     for metric in ('deletion_auc/words', 'insertion_auc/words'):
       v = row[metric]

@@ -215,6 +215,7 @@ class _Interrupt(Exception):
   pass
 
 
+@pytest.mark.xdist_group('test_reliability.reference')  # the fixture runs once
 def test_interrupted_fit_resumes_to_same_params_and_log(tmp_path, reference):
   def interrupt_at_25(state):
     if int(state['step']) == 25:
@@ -294,6 +295,7 @@ def test_restore_latest_skips_unreadable_and_returns_previous(tmp_path):
   _assert_bitwise_equal(state, expected)
 
 
+@pytest.mark.xdist_group('test_reliability.reference')  # the fixture runs once
 def test_leftover_orbax_tmp_dir_is_ignored_and_removed(tmp_path, reference):
   _fit(tmp_path, 20)
   # A save of step 30 cut short by a kill: orbax's temporary directory.

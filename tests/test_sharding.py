@@ -103,6 +103,7 @@ def sharded_run():
   return {int(k): v for k, v in json.loads(line[len('RESULT '):]).items()}
 
 
+@pytest.mark.xdist_group('test_sharding.sharded_run')  # the fixture runs once
 def test_batch_is_split_across_the_8_devices(sharded_run):
   seen = sharded_run[8]['seen']
   roles = {role for role, *_ in seen}
@@ -118,11 +119,13 @@ def test_batch_is_split_across_the_8_devices(sharded_run):
   assert batch_sizes == [32, 32 * 3], seen  # F(x) and F(x~) for K = 3
 
 
+@pytest.mark.xdist_group('test_sharding.sharded_run')  # the fixture runs once
 def test_one_device_is_not_split(sharded_run):
   for role, shape, shard, devices in sharded_run[1]['seen']:
     assert devices == 1 and shard == shape, (role, shape, shard)
 
 
+@pytest.mark.xdist_group('test_sharding.sharded_run')  # the fixture runs once
 def test_sharded_training_gives_the_one_device_parameters(sharded_run):
   one, eight = sharded_run[1], sharded_run[8]
   assert eight['params_replicated'] == [True, 8]  # on every device

@@ -84,6 +84,8 @@ def test_random_mask_control_is_the_lan_mask_permuted_per_image():
 
 @pytest.mark.slow
 def test_quick_experiment_end_to_end_on_mock_data(tmp_path):
+  # The suite's one end-to-end run of every attribution method (the other
+  # experiments' end-to-end tests compare a few).
   config = load_config('translated_mnist', 'quick')
   config.data.data_dir = str(tmp_path / 'no_data_here')
   config.data.train_limit = 200
