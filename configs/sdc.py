@@ -15,10 +15,14 @@ Tasks (``--config configs/sdc.py:VARIANT``), one per black box F in
   (none)     MNIST-SDC, the fast variant of section 6.1: 84x84 mosaics of 3x3
              MNIST digits, foreground digits 0/1/2, background 3-9, 30,000
              train mosaics (from MNIST train) and 10,000 test mosaics (from
-             MNIST test; 2,000 evaluated). A: FC(100), FC(84x84x1, sigmoid),
-             background noise (mosaics of background digits only, D_0),
-             beta = 5, 4,000 steps at batch 64.
+             MNIST test; 2,000 evaluated). A: convolutional
+             (`lanjax.models.ConvLatentAttentionNetwork`: 5x5 convs of 16,
+             32, 32 channels at stride 2, a 1x1 head, its 11x11 logits
+             resized to the 84x84x1 mask), background noise (mosaics of
+             background digits only, D_0), beta = 2, 4,000 steps at batch 64.
   mnist      the same.
+  fc         the previous default A: FC(100), FC(84x84x1, sigmoid) (the
+             paper's LAN), beta = 5, 4,000 steps.
   cifar      CIFAR-SDC, section 6.1: CIFAR-10 segments (96x96x3 mosaics),
              foreground airplane/automobile/bird, background the other seven.
              The TFDS copy in ../shared is an offline JPEG copy of CIFAR-10:
@@ -87,8 +91,8 @@ from lanjax import config as config_lib
 
 
 def get_config(arg=None):
-  """The SDC config; ``arg`` in {None, 'mnist', 'cifar', 'synthetic', 'paper',
-  'quick'}."""
+  """The SDC config; ``arg`` in {None, 'mnist', 'fc', 'cifar', 'synthetic',
+  'paper', 'quick'}."""
   config = config_lib.base_config(
       'sdc', dataset='mnist', manual_dir=config_lib.shared_data_dir('mnist'))
   config.fs = ('fcam', 'cnn')  # black boxes F, one task (and table) each
@@ -118,10 +122,16 @@ def get_config(arg=None):
   config.f.cnn.features = (16, 32, 32)
   config.f.cnn.hidden = (64,)
 
-  config.lan.hidden = (100,)
+  # A: strided convs (16, 32, 32), 5x5, a 1x1 head, the 11x11 logits resized
+  # to the mask (`lanjax.models.ConvLatentAttentionNetwork`); 'mlp' is the
+  # paper's FC(100) A (variant 'fc', with its beta 5).
+  config.lan.arch = 'conv'
+  config.lan.conv_features = (16, 32, 32)
+  config.lan.conv_kernel = 5
+  config.lan.hidden = (100,)  # arch 'mlp'
   config.lan.mask_shape = (84, 84, 1)  # one mask channel over the mosaic
   config.lan.learning_rate = 1e-3
-  config.lan.beta = 5.0
+  config.lan.beta = 2.0  # 5 sends the conv A to mask 1 everywhere (above)
   # Mosaics of background-class images (D_0): corrupting a segment never
   # inserts a foreground-class digit ('bootstrap', random training mosaics,
   # does with probability 1/m per segment; or 'constant').
@@ -156,6 +166,10 @@ def get_config(arg=None):
 
   if arg in (None, 'mnist'):
     pass
+  elif arg == 'fc':  # the previous default: the FC A of the paper
+    config.lan.arch = 'mlp'
+    config.lan.beta = 5.0
+    config.lan.num_steps = 4_000
   elif arg == 'gpu':  # MNIST-SDC sized for one GPU
     config_lib.gpu_variant(config)
   elif arg == 'paper':
@@ -188,6 +202,8 @@ def get_config(arg=None):
     config.f.num_steps = 1_500
     config.f.eval_every = 500
     config.lan.mask_shape = (9, 2)
+    config.lan.arch = 'mlp'  # flat (m, d) inputs
+    config.lan.beta = 5.0
     config.lan.hidden = (32,)
     config.lan.batch_size = 128
     config.lan.num_steps = 2_000
@@ -222,6 +238,6 @@ def get_config(arg=None):
     s.occlusion.window = 28
     s.occlusion.stride = 28
   else:
-    raise ValueError(f'Unknown variant {arg!r}; expected mnist, cifar, '
+    raise ValueError(f'Unknown variant {arg!r}; expected mnist, fc, cifar, '
                      'synthetic, paper or quick.')
   return config
