@@ -62,7 +62,10 @@ def base_config(experiment: str, *, dataset: str = '',
   c.f.init_from = ''  # a previous run's workdir: explain its F, don't train one
 
   c.lan = ml_collections.ConfigDict()  # the LAN A and eq. (3)
+  c.lan.arch = 'mlp'  # 'mlp': FC layers c.lan.hidden; 'conv': images only
   c.lan.hidden = (100,)
+  c.lan.conv_features = (16, 32, 32)  # arch 'conv': strided convs
+  c.lan.conv_kernel = 5
   c.lan.learning_rate = 1e-3
   c.lan.beta = 5.0  # fixed (the paper), or the start when adapted
   # >0: adapt beta by dual ascent so that the mean L_F stays at this budget
@@ -192,6 +195,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _check(_is_int(lan.num_samples) and lan.num_samples >= 1,
            'config.lan.num_samples (K, noise samples per example) must be an '
            f'int >= 1, got {_got(lan.num_samples)}.')
+    _check(lan.get('arch', 'mlp') in ('mlp', 'conv'),
+           "config.lan.arch must be 'mlp' (FC layers, any input) or 'conv' "
+           f"(strided convs, images), got {lan.get('arch')!r}.")
     _check(lan.noise in ('constant', 'bootstrap', 'background'),
            f"config.lan.noise must be 'constant', 'bootstrap' or "
            f"'background' (SDC: mosaics of background segments only), got "

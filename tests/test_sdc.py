@@ -491,7 +491,7 @@ def test_figures_write_pngs(tmp_path):
 
 
 @pytest.mark.parametrize('variant', [None, 'synthetic', 'mnist', 'cifar',
-                                     'quick'])
+                                     'quick', 'fc'])
 def test_config_variants(variant):
   config = load_config('sdc', variant)
   assert config.experiment == 'sdc'
@@ -504,6 +504,13 @@ def test_config_variants(variant):
     assert config.lan.mask_shape == (96, 96, 1)
   if variant == 'quick':
     assert config.f.num_steps <= 200
+  # The conv A for image mosaics; the FC A for flat segments, 'fc' and the
+  # smoke run 'quick' (cheaper to compile).
+  a = _experiment().make_lan(config)
+  assert a.mask_shape == tuple(config.lan.mask_shape)
+  assert type(a).__name__ == (
+      'LatentAttentionNetwork' if variant in ('synthetic', 'fc', 'quick')
+      else 'ConvLatentAttentionNetwork')
 
 
 def test_config_refuses_unknown_variant():

@@ -50,7 +50,6 @@ from lanjax import training
 from lanjax.data import cifar10 as c10
 from lanjax.experiments import skeleton
 from lanjax.models import cifar
-from lanjax.models.lan import LatentAttentionNetwork
 
 NUM_CLASSES = len(c10.CLASS_NAMES)
 
@@ -113,16 +112,15 @@ def make_f(config) -> cifar.CifarConvNet:
       rngs=nnx.Rngs(config.seed))
 
 
-def make_lan(config) -> LatentAttentionNetwork:
+def make_lan(config) -> nnx.Module:
   shape = tuple(config.lan.mask_shape)
   if len(shape) != 3 or shape[:2] != c10.IMAGE_SHAPE[:2] or shape[2] not in (
       1, 3):
     raise ValueError(
         f'config.lan.mask_shape is {shape}; use (32, 32, 1) (one mask tiled '
         'over the colour channels, the paper) or (32, 32, 3).')
-  return LatentAttentionNetwork(c10.IMAGE_SHAPE, tuple(config.lan.hidden),
-                                mask_shape=shape,
-                                rngs=nnx.Rngs(config.seed + 1))
+  return skeleton.make_lan(config.lan, c10.IMAGE_SHAPE, mask_shape=shape,
+                           seed=config.seed + 1)
 
 
 def make_noise(config, data):

@@ -148,8 +148,7 @@ def make_lan(config, vocab_size: int):
   ``config.lan.input == 'shares'``, on the word shares (`ShareInputLAN`)."""
   kind = config.lan.get('input', 'counts')
   if kind == 'counts':
-    return LatentAttentionNetwork((vocab_size,), tuple(config.lan.hidden),
-                                  rngs=nnx.Rngs(config.seed + 1))
+    return skeleton.make_lan(config.lan, (vocab_size,), seed=config.seed + 1)
   if kind == 'shares':
     return ShareInputLAN(vocab_size, config.lan.hidden,
                          rngs=nnx.Rngs(config.seed + 1))

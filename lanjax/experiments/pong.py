@@ -39,7 +39,7 @@ from lanjax import metrics as metrics_lib
 from lanjax import noise as noise_lib
 from lanjax.data import pong
 from lanjax.experiments import skeleton
-from lanjax.models import ConvAutoencoder, LatentAttentionNetwork
+from lanjax.models import ConvAutoencoder
 
 # Methods whose explained scalar is named by ``score=`` (F is no classifier).
 SCORED_METHODS = ('gradient', 'gradient_x_input', 'smoothgrad',
@@ -99,10 +99,10 @@ def make_f(config) -> ConvAutoencoder:
                          stride=config.f.stride, rngs=nnx.Rngs(config.seed))
 
 
-def make_lan(config) -> LatentAttentionNetwork:
-  return LatentAttentionNetwork(pong.SIZE + (3,), tuple(config.lan.hidden),
-                                mask_shape=tuple(config.lan.mask_shape),
-                                rngs=nnx.Rngs(config.seed + 1))
+def make_lan(config) -> nnx.Module:
+  return skeleton.make_lan(config.lan, pong.SIZE + (3,),
+                           mask_shape=tuple(config.lan.mask_shape),
+                           seed=config.seed + 1)
 
 
 def reconstruction_loss(output, batch):

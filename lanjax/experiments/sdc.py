@@ -41,7 +41,7 @@ from lanjax import noise as noise_lib
 from lanjax import sdc_metrics as sm
 from lanjax.data import sdc as sdc_data
 from lanjax.experiments import skeleton
-from lanjax.models import FCAM, LatentAttentionNetwork, MosaicCNN
+from lanjax.models import FCAM, MosaicCNN
 
 FS = ('fcam', 'cnn')
 
@@ -178,10 +178,11 @@ def make_f(config, kind: str) -> nnx.Module:
   raise ValueError(f'Unknown black box {kind!r}; expected one of {FS}.')
 
 
-def make_lan(config) -> LatentAttentionNetwork:
-  return LatentAttentionNetwork(
-      input_shape(config), tuple(config.lan.hidden),
-      mask_shape=tuple(config.lan.mask_shape), rngs=nnx.Rngs(config.seed + 1))
+def make_lan(config) -> nnx.Module:
+  """A of ``config.lan.arch`` (`skeleton.make_lan`) over the mosaic."""
+  return skeleton.make_lan(config.lan, input_shape(config),
+                           mask_shape=tuple(config.lan.mask_shape),
+                           seed=config.seed + 1)
 
 
 def make_noise(config, data):

@@ -42,6 +42,7 @@ from lanjax import evaluation
 from lanjax import io
 from lanjax import losses as losses_lib
 from lanjax import metrics as metrics_lib
+from lanjax import models
 from lanjax import training
 
 Config = ml_collections.ConfigDict
@@ -142,6 +143,27 @@ class Experiment:
 def optimizer(part: Config) -> optax.GradientTransformation:
   """Adam at ``part.learning_rate`` (``config.f`` or ``config.lan``)."""
   return optax.adam(part.learning_rate)
+
+
+def make_lan(lan: Config, input_shape, *, mask_shape=None,
+             seed: int = 0) -> nnx.Module:
+  """A fresh LAN A of ``config.lan.arch`` for inputs of ``input_shape``.
+
+  ``'mlp'``: `lanjax.models.LatentAttentionNetwork` with ``lan.hidden``;
+  ``'conv'`` (images): `lanjax.models.ConvLatentAttentionNetwork` with
+  ``lan.conv_features`` and ``lan.conv_kernel``. ``mask_shape`` defaults to
+  ``input_shape``.
+  """
+  arch = lan.get('arch', 'mlp')
+  rngs = nnx.Rngs(seed)
+  if arch == 'conv':
+    return models.ConvLatentAttentionNetwork(
+        input_shape, tuple(lan.conv_features), kernel_size=int(lan.conv_kernel),
+        mask_shape=mask_shape, rngs=rngs)
+  if arch == 'mlp':
+    return models.LatentAttentionNetwork(input_shape, tuple(lan.hidden),
+                                         mask_shape=mask_shape, rngs=rngs)
+  raise ValueError(f"config.lan.arch must be 'mlp' or 'conv', got {arch!r}.")
 
 
 def lan_options(lan: Config) -> dict:

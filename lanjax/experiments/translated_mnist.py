@@ -26,7 +26,7 @@ from lanjax import validation
 from lanjax.data import tfds_data
 from lanjax.data import translated_mnist as tm
 from lanjax.experiments import skeleton
-from lanjax.models import ConvClassifier, LatentAttentionNetwork
+from lanjax.models import ConvClassifier
 
 DOMAINS = ('standard', 'corner')
 
@@ -125,10 +125,9 @@ def make_f(config) -> ConvClassifier:
                         rngs=nnx.Rngs(config.seed))
 
 
-def make_lan(config) -> LatentAttentionNetwork:
+def make_lan(config) -> nnx.Module:
   c = config.data.canvas
-  return LatentAttentionNetwork((c, c, 1), tuple(config.lan.hidden),
-                                rngs=nnx.Rngs(config.seed + 1))
+  return skeleton.make_lan(config.lan, (c, c, 1), seed=config.seed + 1)
 
 
 def task_keys(config, domain):
