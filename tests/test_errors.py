@@ -209,6 +209,14 @@ def test_noise_pool_examples_of_another_shape():
   with pytest.raises(ValueError, match=r'Bootstrap noise examples have shape '
                      r'\(5,\) but the input examples have shape \(4,\)'):
     lanjax.check_lan_setup(_f, lambda x: x * 0., jnp.ones((2, 4)), noise)
+  # A pool of the right shape that its transform reshapes: the message says
+  # the transform made the shape.
+  grow = BootstrapNoise(jnp.ones((10, 4)),
+                        transform=lambda key, d: jnp.pad(d, ((0, 0),) * 2
+                                                         + ((0, 1),)))
+  with pytest.raises(ValueError, match=r'Bootstrap noise examples after its '
+                     r'transform have shape \(5,\)'):
+    grow.sample(jax.random.key(0), jnp.ones((2, 4)), 1)
 
 
 def test_empty_noise_pool():
