@@ -121,6 +121,19 @@ def test_smoothgrad_explains_the_clean_prediction():
   assert float(sg[0, 1]) == 0.0
 
 
+def test_smoothgrad_noise_has_std_sigma_times_the_value_range():
+  # s(x) = sum x^3: its gradient 3 x^2 averages to 3 (x^2 + s^2) over
+  # Gaussian noise of std s = sigma * (max x - min x), here 0.5 * 4 = 2.
+  x = jnp.array([[0.0, 1.0, 2.0, 4.0]])
+  cube = lambda out, x: out.sum(-1)
+  sg = at.smoothgrad(lambda v: v ** 3, x, key=KEY, sigma=0.5,
+                     num_samples=4096, chunk_size=None, score=cube,
+                     absolute=False)
+  want = 3 * (x ** 2 + 4.0)
+  # Standard error of the mean: sqrt(var(3 (x + e)^2) / 4096) <= 0.6 here.
+  np.testing.assert_allclose(sg, want, atol=2.5)
+
+
 # ----------------------------------------------------------------------------
 # Perturbation methods.
 
@@ -336,6 +349,23 @@ def test_sum_over_matches_a_python_sum():
   half = at.sum_over(lambda v: v, jnp.ones(7, jnp.float16), chunk_size=3)
   assert half.dtype == jnp.float16 and float(half) == 7.0
 
+
+
+def test_rise_keeps_a_float16_input_in_float16():
+  # The masks take the input's dtype: F gets float16 inputs as it would
+  # without RISE, and the map is float16 like the input.
+  seen = []
+
+  def f(x):
+    seen.append(x.dtype)
+    return jnp.stack([x.reshape(x.shape[0], -1).sum(-1),
+                      jnp.zeros(x.shape[0], x.dtype)], -1)
+
+  x = jnp.ones((2, 8, 8, 1), jnp.float16)
+  m = at.rise(f, x, key=KEY, num_masks=8, chunk_size=4,
+              score=lambda out, x: out[:, 0])
+  assert m.dtype == jnp.float16 and all(d == jnp.float16 for d in seen)
+  assert float(m.min()) > 0  # every pixel kept by some mask adds to F
 
 def test_autoencoder_needs_a_named_score():
   ae = lambda x: jnp.tanh(x)  # output of the input's shape

@@ -319,12 +319,12 @@ def test_agreement_is_per_example_over_classes():
 
 
 def test_permuted_keeps_each_examples_values_not_their_places():
-  maps = jnp.arange(24.0).reshape(2, 3, 4)  # distinct values per example
+  maps = jnp.arange(36.0).reshape(3, 3, 4)  # distinct values per example
   out = np.asarray(metrics.permuted(jax.random.key(0), maps))
-  assert out.shape == (2, 3, 4)
+  assert out.shape == (3, 3, 4)
   # Each example keeps its own values (the same amount of corruption) ...
-  np.testing.assert_array_equal(np.sort(out.reshape(2, -1), -1),
-                                np.asarray(maps).reshape(2, -1))
+  np.testing.assert_array_equal(np.sort(out.reshape(3, -1), -1),
+                                np.asarray(maps).reshape(3, -1))
   # ... in other places, with a permutation of its own.
   assert np.mean(out == np.asarray(maps)) < 0.5
   assert not np.array_equal(np.argsort(out[0].ravel()),

@@ -567,6 +567,9 @@ def test_metrics_name_mismatched_maps_and_regions():
     metrics.mass_in_region(score, [[True]])
   with pytest.raises(ValueError, match='pointing_game: score is an empty batch'):
     metrics.pointing_game(jnp.ones((0, 4)), jnp.ones((0, 4), bool))
+  with pytest.raises(ValueError, match=r'mass_in_region: score has shape \(\) '
+                     r'but needs at least 1 axes \(a batch'):
+    metrics.mass_in_region(jnp.float32(1.0), jnp.ones((1,), bool))
   # A region on the map's grid without its channel axis is fine.
   assert metrics.mass_in_region(score, jnp.ones((2, 4, 4), bool)).shape == (2,)
   with pytest.raises(ValueError, match='num_steps must be a positive int'):
@@ -575,3 +578,7 @@ def test_metrics_name_mismatched_maps_and_regions():
   with pytest.raises(ValueError, match='one order .* per example'):
     metrics.deletion_curve(lambda x: x, jnp.ones((2, 3)),
                            jnp.zeros((3, 3), jnp.int32), num_steps=2)
+  with pytest.raises(ValueError, match='deletion_curve: order is an empty '
+                                       'batch'):
+    metrics.deletion_curve(lambda x: x, jnp.ones((2, 3)),
+                           jnp.zeros((0, 3), jnp.int32), num_steps=2)

@@ -184,6 +184,11 @@ def test_bootstrap_ci_contains_the_mean_and_shrinks_with_more_examples():
   _, lo90, hi90 = metrics.bootstrap_ci(small, seed=0, level=0.9)
   assert hi90 - lo90 < hi - lo
   assert metrics.bootstrap_ci(small, seed=jax.random.key(3))[0] == m
+  # A key seeds the resampling as an int does: the same key, the same
+  # interval (a claim's interval must not change between two reports).
+  by_key = metrics.bootstrap_ci(small, seed=jax.random.key(3))
+  assert metrics.bootstrap_ci(small, seed=jax.random.key(3)) == by_key
+  assert metrics.bootstrap_ci(small, seed=jax.random.key(4)) != by_key
   assert metrics.bootstrap_ci([0.5]) == (0.5, 0.5, 0.5)
   with pytest.raises(ValueError, match='non-finite'):
     metrics.bootstrap_ci([1.0, np.nan])
