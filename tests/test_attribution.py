@@ -397,6 +397,8 @@ def test_autoencoder_needs_a_named_score():
     (lambda f, x: at.rise(f, x, key=KEY, grid_size=0),
      '^grid_size must be a positive int'),
     (lambda f, x: at.rise(f, x, key=KEY, keep=1.0), 'keep'),
+    (lambda f, x: at.rise(f, x, key=KEY, chunk_size=0),
+     r'^chunk_size must be a positive int or None, got 0\.'),
     (lambda f, x: at.occlusion(f, x, window=9), 'window'),
     (lambda f, x: at.occlusion(f, x, window=(2, 2, 2)), 'window'),
     (lambda f, x: at.occlusion(
