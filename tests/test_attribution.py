@@ -108,6 +108,15 @@ def test_smoothgrad_with_sigma_zero_is_the_wrapped_method():
   assert not np.allclose(noisy, at.gradient(f, x), atol=1e-3)
 
 
+def test_smoothgrad_gives_a_wrapped_random_method_its_keys():
+  # Each noisy copy's method gets a key of its own: RISE refuses to run
+  # without one.
+  f, x = _conv_f(), _uniform((1, 8, 8, 1))
+  sg = at.smoothgrad(f, x, key=KEY, method='rise', sigma=0.0, num_samples=2,
+                     num_masks=4)
+  assert sg.shape == x.shape and bool(jnp.isfinite(sg).all())
+
+
 def test_smoothgrad_explains_the_clean_prediction():
   # F's prediction flips under noise; SmoothGrad must keep the clean class.
   w = jnp.array([[1.0, -1.0], [0.0, 0.0]])

@@ -572,9 +572,10 @@ def test_metrics_name_mismatched_maps_and_regions():
     metrics.mass_in_region(jnp.float32(1.0), jnp.ones((1,), bool))
   # A region on the map's grid without its channel axis is fine.
   assert metrics.mass_in_region(score, jnp.ones((2, 4, 4), bool)).shape == (2,)
-  with pytest.raises(ValueError, match='num_steps must be a positive int'):
-    metrics.deletion_curve(lambda x: x, jnp.ones((2, 3)),
-                           jnp.zeros((2, 3), jnp.int32), num_steps=0)
+  for bad in (0, True, 2.5):
+    with pytest.raises(ValueError, match='num_steps must be a positive int'):
+      metrics.deletion_curve(lambda x: x, jnp.ones((2, 3)),
+                             jnp.zeros((2, 3), jnp.int32), num_steps=bad)
   with pytest.raises(ValueError, match='one order .* per example'):
     metrics.deletion_curve(lambda x: x, jnp.ones((2, 3)),
                            jnp.zeros((3, 3), jnp.int32), num_steps=2)
