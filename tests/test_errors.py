@@ -579,6 +579,10 @@ def test_metrics_name_mismatched_maps_and_regions():
   with pytest.raises(ValueError, match='one order .* per example'):
     metrics.deletion_curve(lambda x: x, jnp.ones((2, 3)),
                            jnp.zeros((3, 3), jnp.int32), num_steps=2)
+  with pytest.raises(ValueError, match=r'deletion_curve: x has shape \(2,\) '
+                                       'but needs at least 2 axes'):
+    metrics.deletion_curve(lambda x: x, jnp.ones((2,)),
+                           jnp.zeros((2, 1), jnp.int32), num_steps=2)
   with pytest.raises(ValueError, match='deletion_curve: order is an empty '
                                        'batch'):
     metrics.deletion_curve(lambda x: x, jnp.ones((2, 3)),
