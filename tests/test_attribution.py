@@ -130,6 +130,14 @@ def test_smoothgrad_explains_the_clean_prediction():
   assert float(sg[0, 1]) == 0.0
 
 
+def test_score_gets_the_clean_batch():
+  # score(out, x) reads the clean x (held fixed): d/dv sum(2 v * x) = 2 x.
+  x = jnp.array([[1.0, -2.0, 3.0]])
+  g = at.gradient(lambda v: 2.0 * v, x, score=lambda out, x: (out * x).sum(-1),
+                  absolute=False)
+  np.testing.assert_allclose(g, 2.0 * x)
+
+
 def test_smoothgrad_noise_has_std_sigma_times_the_value_range():
   # s(x) = sum x^3: its gradient 3 x^2 averages to 3 (x^2 + s^2) over
   # Gaussian noise of std s = sigma * (max x - min x), here 0.5 * 4 = 2.
