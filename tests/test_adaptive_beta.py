@@ -82,3 +82,32 @@ def test_budget_needs_log_beta_in_the_state_and_a_positive_value():
                                num_samples=2, fidelity_budget=0.1)
   with pytest.raises(ValueError, match="init_state.*beta="):
     update(training.init_state(params, tx), data, jax.random.key(0))
+
+
+def test_log_beta_moves_at_most_eta_within_bounds_and_not_on_bad_steps():
+  graphdef, params, f_apply, batch_fn, data = _setup()
+  tx = optax.sgd(0.0)
+  eta = 0.02
+
+  updates = {}
+
+  def step(log_beta, *, output_loss=lanjax.softmax_cross_entropy, f=f_apply):
+    if (output_loss, f) not in updates:
+      updates[output_loss, f] = jax.jit(training.lan_update(
+          graphdef, tx, f, batch_fn, beta=1.0, num_samples=2,
+          output_loss=output_loss, fidelity_budget=1e-6,
+          beta_learning_rate=eta))
+    state = training.init_state(params, tx, beta=1.0)
+    state['log_beta'] = jnp.float32(log_beta)
+    state, _ = updates[output_loss, f](state, data, jax.random.key(0))
+    return float(state['log_beta'])
+
+  # A loss below its uncorrupted value (a negative excess) puts the
+  # budget's ratio far above 1: clipped to 1, log beta rises by eta exactly.
+  negative = lambda out, target: -lanjax.squared_error(out, target)
+  assert step(0.0, output_loss=negative) == pytest.approx(eta, rel=1e-5)
+  # log beta stays in [-20, 20] (exp stays finite in float32) ...
+  assert step(20.0, output_loss=negative) == 20.0
+  assert step(-20.0) == -20.0  # the excess is far over the tiny budget
+  # ... and a step with a non-finite loss leaves it alone.
+  assert step(0.5, f=lambda p, x: f_apply(p, x) * jnp.nan) == 0.5

@@ -108,6 +108,17 @@ def test_smoothgrad_with_sigma_zero_is_the_wrapped_method():
   assert not np.allclose(noisy, at.gradient(f, x), atol=1e-3)
 
 
+def test_smoothgrad_gives_a_wrapped_random_method_its_keys():
+  # Each noisy copy's method gets a key of its own: RISE refuses to run
+  # without one.
+  f = lambda v: jnp.stack([v.reshape(v.shape[0], -1).sum(-1),
+                           jnp.zeros(v.shape[0])], -1)
+  x = _uniform((1, 4, 4, 1))
+  sg = at.smoothgrad(f, x, key=KEY, method='rise', sigma=0.0, num_samples=2,
+                     num_masks=2, grid_size=2)
+  assert sg.shape == x.shape and bool(jnp.isfinite(sg).all())
+
+
 def test_smoothgrad_explains_the_clean_prediction():
   # F's prediction flips under noise; SmoothGrad must keep the clean class.
   w = jnp.array([[1.0, -1.0], [0.0, 0.0]])
@@ -119,6 +130,27 @@ def test_smoothgrad_explains_the_clean_prediction():
   # the class predicted on each noisy copy would average to about 0.
   assert float(sg[0, 0]) > 0.6
   assert float(sg[0, 1]) == 0.0
+
+
+def test_score_gets_the_clean_batch():
+  # score(out, x) reads the clean x (held fixed): d/dv sum(2 v * x) = 2 x.
+  x = jnp.array([[1.0, -2.0, 3.0]])
+  g = at.gradient(lambda v: 2.0 * v, x, score=lambda out, x: (out * x).sum(-1),
+                  absolute=False)
+  np.testing.assert_allclose(g, 2.0 * x)
+
+
+def test_smoothgrad_noise_has_std_sigma_times_the_value_range():
+  # s(x) = sum x^3: its gradient 3 x^2 averages to 3 (x^2 + s^2) over
+  # Gaussian noise of std s = sigma * (max x - min x), here 0.5 * 4 = 2.
+  x = jnp.array([[0.0, 1.0, 2.0, 4.0]])
+  cube = lambda out, x: out.sum(-1)
+  sg = at.smoothgrad(lambda v: v ** 3, x, key=KEY, sigma=0.5,
+                     num_samples=4096, chunk_size=None, score=cube,
+                     absolute=False)
+  want = 3 * (x ** 2 + 4.0)
+  # Standard error of the mean: sqrt(var(3 (x + e)^2) / 4096) <= 0.6 here.
+  np.testing.assert_allclose(sg, want, atol=2.5)
 
 
 # ----------------------------------------------------------------------------
@@ -337,6 +369,23 @@ def test_sum_over_matches_a_python_sum():
   assert half.dtype == jnp.float16 and float(half) == 7.0
 
 
+
+def test_rise_keeps_a_float16_input_in_float16():
+  # The masks take the input's dtype: F gets float16 inputs as it would
+  # without RISE, and the map is float16 like the input.
+  seen = []
+
+  def f(x):
+    seen.append(x.dtype)
+    return jnp.stack([x.reshape(x.shape[0], -1).sum(-1),
+                      jnp.zeros(x.shape[0], x.dtype)], -1)
+
+  x = jnp.ones((2, 8, 8, 1), jnp.float16)
+  m = at.rise(f, x, key=KEY, num_masks=8, chunk_size=4,
+              score=lambda out, x: out[:, 0])
+  assert m.dtype == jnp.float16 and all(d == jnp.float16 for d in seen)
+  assert float(m.min()) > 0  # every pixel kept by some mask adds to F
+
 def test_autoencoder_needs_a_named_score():
   ae = lambda x: jnp.tanh(x)  # output of the input's shape
   x = _normal((2, 5, 1), 0)
@@ -367,6 +416,8 @@ def test_autoencoder_needs_a_named_score():
     (lambda f, x: at.rise(f, x, key=KEY, grid_size=0),
      '^grid_size must be a positive int'),
     (lambda f, x: at.rise(f, x, key=KEY, keep=1.0), 'keep'),
+    (lambda f, x: at.rise(f, x, key=KEY, chunk_size=0),
+     r'^chunk_size must be a positive int or None, got 0\.'),
     (lambda f, x: at.occlusion(f, x, window=9), 'window'),
     (lambda f, x: at.occlusion(f, x, window=(2, 2, 2)), 'window'),
     (lambda f, x: at.occlusion(

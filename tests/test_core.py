@@ -296,6 +296,11 @@ def test_box_region_and_agreement():
   assert r.shape == (2, 4, 4)
   np.testing.assert_array_equal(r.sum((1, 2)), [4, 4])
   assert bool(r[1, 2, 1]) and bool(r[1, 3, 2]) and not bool(r[1, 1, 1])
+  # Corners from numpy (row 1, column 3) on a wide map: a hand-built box.
+  want = np.zeros((1, 4, 6), bool)
+  want[0, 1:3, 3:5] = True
+  np.testing.assert_array_equal(
+      metrics.box_region(np.array([[1, 3]]), 2, (4, 6)), want)
   np.testing.assert_array_equal(
       metrics.agreement(jnp.array([[1.0, 0.0], [0.0, 1.0]]),
                         jnp.array([[2.0, 1.0], [2.0, 1.0]])), [1.0, 0.0])

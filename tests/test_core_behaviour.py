@@ -75,6 +75,16 @@ def test_constant_noise_defaults_to_zero_and_keeps_the_input_dtype():
     noise.ConstantNoise(1.0).value = 2.0
 
 
+def test_gaussian_noise_keeps_the_input_dtype():
+  # A float16 batch gets float16 draws, whatever the dtype of mean and std
+  # (here float64 scalars, computed with at most float32 by JAX).
+  x = jnp.zeros((4, 3), jnp.float16)
+  eta = noise.GaussianNoise(np.float64(1.0), np.float64(2.0)).sample(
+      jax.random.key(0), x, 2)
+  assert eta.shape == (2, 4, 3) and eta.dtype == jnp.float16
+  assert float(jnp.std(eta.astype(jnp.float32))) > 1.0  # drawn, not constant
+
+
 def test_noise_sample_counts_and_a_scalar_input():
   x = jnp.zeros((2, 3))
   for bad in (0, True, 2.5, -1):
@@ -84,6 +94,12 @@ def test_noise_sample_counts_and_a_scalar_input():
   # Constant noise needs no batch axis: a scalar input gets K scalars.
   eta = noise.ConstantNoise(3.0).sample(jax.random.key(0), jnp.float32(1.0), 2)
   np.testing.assert_array_equal(eta, [3.0, 3.0])
+  # Bootstrap noise draws one pool example per batch entry: a scalar input
+  # has no batch axis and is refused with a message that says so.
+  with pytest.raises(ValueError, match=r'has shape \(\) but needs at least 1 '
+                     r'axes \(a batch'):
+    noise.BootstrapNoise(jnp.arange(3.0)).sample(jax.random.key(0),
+                                                 jnp.float32(1.0), 2)
 
 
 def test_bootstrap_draws_are_independent_across_examples_and_differ_from_x():
@@ -303,12 +319,12 @@ def test_agreement_is_per_example_over_classes():
 
 
 def test_permuted_keeps_each_examples_values_not_their_places():
-  maps = jnp.arange(24.0).reshape(2, 3, 4)  # distinct values per example
+  maps = jnp.arange(36.0).reshape(3, 3, 4)  # distinct values per example
   out = np.asarray(metrics.permuted(jax.random.key(0), maps))
-  assert out.shape == (2, 3, 4)
+  assert out.shape == (3, 3, 4)
   # Each example keeps its own values (the same amount of corruption) ...
-  np.testing.assert_array_equal(np.sort(out.reshape(2, -1), -1),
-                                np.asarray(maps).reshape(2, -1))
+  np.testing.assert_array_equal(np.sort(out.reshape(3, -1), -1),
+                                np.asarray(maps).reshape(3, -1))
   # ... in other places, with a permutation of its own.
   assert np.mean(out == np.asarray(maps)) < 0.5
   assert not np.array_equal(np.argsort(out[0].ravel()),

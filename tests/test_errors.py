@@ -209,6 +209,14 @@ def test_noise_pool_examples_of_another_shape():
   with pytest.raises(ValueError, match=r'Bootstrap noise examples have shape '
                      r'\(5,\) but the input examples have shape \(4,\)'):
     lanjax.check_lan_setup(_f, lambda x: x * 0., jnp.ones((2, 4)), noise)
+  # A pool of the right shape that its transform reshapes: the message says
+  # the transform made the shape.
+  grow = BootstrapNoise(jnp.ones((10, 4)),
+                        transform=lambda key, d: jnp.pad(d, ((0, 0),) * 2
+                                                         + ((0, 1),)))
+  with pytest.raises(ValueError, match=r'Bootstrap noise examples after its '
+                     r'transform have shape \(5,\)'):
+    grow.sample(jax.random.key(0), jnp.ones((2, 4)), 1)
 
 
 def test_empty_noise_pool():
@@ -559,11 +567,23 @@ def test_metrics_name_mismatched_maps_and_regions():
     metrics.mass_in_region(score, [[True]])
   with pytest.raises(ValueError, match='pointing_game: score is an empty batch'):
     metrics.pointing_game(jnp.ones((0, 4)), jnp.ones((0, 4), bool))
+  with pytest.raises(ValueError, match=r'mass_in_region: score has shape \(\) '
+                     r'but needs at least 1 axes \(a batch'):
+    metrics.mass_in_region(jnp.float32(1.0), jnp.ones((1,), bool))
   # A region on the map's grid without its channel axis is fine.
   assert metrics.mass_in_region(score, jnp.ones((2, 4, 4), bool)).shape == (2,)
-  with pytest.raises(ValueError, match='num_steps must be a positive int'):
-    metrics.deletion_curve(lambda x: x, jnp.ones((2, 3)),
-                           jnp.zeros((2, 3), jnp.int32), num_steps=0)
+  for bad in (0, True, 2.5):
+    with pytest.raises(ValueError, match='num_steps must be a positive int'):
+      metrics.deletion_curve(lambda x: x, jnp.ones((2, 3)),
+                             jnp.zeros((2, 3), jnp.int32), num_steps=bad)
   with pytest.raises(ValueError, match='one order .* per example'):
     metrics.deletion_curve(lambda x: x, jnp.ones((2, 3)),
                            jnp.zeros((3, 3), jnp.int32), num_steps=2)
+  with pytest.raises(ValueError, match=r'deletion_curve: x has shape \(2,\) '
+                                       'but needs at least 2 axes'):
+    metrics.deletion_curve(lambda x: x, jnp.ones((2,)),
+                           jnp.zeros((2, 1), jnp.int32), num_steps=2)
+  with pytest.raises(ValueError, match='deletion_curve: order is an empty '
+                                       'batch'):
+    metrics.deletion_curve(lambda x: x, jnp.ones((2, 3)),
+                           jnp.zeros((0, 3), jnp.int32), num_steps=2)

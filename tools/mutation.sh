@@ -5,8 +5,11 @@
 #   bash tools/mutation.sh                   # everything in scope
 #   bash tools/mutation.sh 'lanjax.metrics.*'   # one module (mutmut globs)
 #   MUTATION_JOBS=8 bash tools/mutation.sh   # more parallel mutants
-#   MUTATION_SAMPLE=25 bash tools/mutation.sh   # a seeded sample, 25 per module
-#                                              (needs mutants/ from a run)
+#   MUTATION_SAMPLE=70 bash tools/mutation.sh   # a seeded sample, 70 per module
+#                                              (needs mutants/ from a run; runs
+#                                              only the sample's mutants not
+#                                              run yet: a larger N extends a
+#                                              smaller one)
 #
 # mutmut copies lanjax/ and tests/ into mutants/, makes every mutant of the
 # modules in [tool.mutmut] only_mutate (pyproject.toml), and runs, for each
@@ -47,13 +50,18 @@ scope=(
 if [ "$#" -gt 0 ]; then scope=("$@"); fi
 if [ -n "${MUTATION_SAMPLE:-}" ]; then
   mapfile -t scope < <(python tools/mutation_sample.py "$MUTATION_SAMPLE" "${MUTATION_SEED:-0}")
+  if [ "${#scope[@]}" -eq 0 ]; then  # (mutmut run with no names runs all)
+    echo "every mutant of the sample has a result"
+    python tools/mutation_report.py > docs/mutation_report.md
+    exit 0
+  fi
 fi
 start=$(date +%s)
 mutmut run --max-children "$jobs" "${scope[@]}" || true  # survivors exit != 0
 times > mutants/.times  # (no pipe: a subshell would report its own children)
 cpu=$(tail -1 mutants/.times)  # user and system time of the finished children
 label="${scope[*]}"
-if [ -n "${MUTATION_SAMPLE:-}" ]; then label="sample of $MUTATION_SAMPLE per module (seed ${MUTATION_SEED:-0}), ${#scope[@]} mutants"; fi
+if [ -n "${MUTATION_SAMPLE:-}" ]; then label="sample of $MUTATION_SAMPLE per module (seed ${MUTATION_SEED:-0}): ${#scope[@]} mutants not run before"; elif [ "${#label}" -gt 200 ]; then label="${#scope[@]} mutants named"; fi
 echo "$(date -u +%F) | ${label} | $jobs | $(( $(date +%s) - start )) | ${cpu} | $(cut -d' ' -f1-3 /proc/loadavg)" >> mutants/timing.log
 python tools/mutation_report.py > docs/mutation_report.md
 echo "report: docs/mutation_report.md"

@@ -7,10 +7,12 @@ Usage (after ``tools/mutation.sh`` ran mutmut)::
 Counts, per module, the mutants of the functions in scope (the core modules
 and the attribution methods whole; in the training code only
 `apply_gradients`, `classifier_update` and `lan_update`), killed / survived /
-not run, and lists every survivor with its
-diff and, where ``tools/mutation_equivalents.tsv`` names it, why it is
-equivalent (no test can tell it from the original). The kill rate excludes
-listed equivalents; the raw rate counts them as survivors.
+not run, and lists every survivor with its diff and, where
+``tools/mutation_equivalents.tsv`` names it, why it is equivalent (no test
+can tell it from the original). The kill rate excludes listed equivalents;
+the raw rate counts them as survivors. A module whose mutants did not all run
+is rated on the longest run prefix of its seeded random order (`order`): a
+uniform sample, with the 95% Wilson interval of its rate.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import datetime
 import glob
 import json
 import os
+import random
 import subprocess
 import sys
 import tomllib
@@ -83,6 +86,30 @@ def load():
   return results
 
 
+def order(keys, module, seed=0):
+  """The mutants ``keys`` of ``module`` in one seeded random order; a
+  sample of N is its first N (tools/mutation_sample.py), so a larger sample
+  extends a smaller one. Each module has its own order."""
+  keys = sorted(keys)
+  random.Random(f'{seed}:{module}').shuffle(keys)
+  return keys
+
+
+def rated(results, module, keys, seed=0):
+  """The mutants of ``module`` its kill rate is measured on: all of them
+  when all ran, else the longest prefix of `order` that ran (a uniform
+  sample; mutants run outside it, e.g. reruns of named ones, would bias
+  it)."""
+  if all(results[k][2] is not None for k in keys):
+    return list(keys), True
+  sample = []
+  for key in order(keys, module, seed):
+    if results[key][2] is None:
+      break
+    sample.append(key)
+  return sample, False
+
+
 def load_equivalents(name='mutation_equivalents.tsv'):
   path = os.path.join(ROOT, 'tools', name)
   out = {}
@@ -113,29 +140,64 @@ def diff(name):
   return '\n'.join(lines)
 
 
+def _status(key, code, equivalents, new_kills):
+  if key in equivalents:
+    return 'equivalent'
+  if key in new_kills:
+    return ('killed by a new test (not rerun under mutmut yet)' if code == 0
+            else 'killed by a new test, rerun under mutmut: '
+            + ('killed' if code in KILLED else f'exit code {code}'))
+  return 'SURVIVED' if code == 0 else f'exit code {code}'
+
+
 def main():
   results = load()
   equivalents = load_equivalents()
   new_kills = load_equivalents('mutation_new_kills.tsv')
-  by_module = collections.defaultdict(collections.Counter)
-  survivors = []
-  for key, (module, function, code) in sorted(results.items()):
-    c = by_module[module]
-    c['total'] += 1
-    if code is None:
-      c['not run'] += 1
-    elif code in KILLED:
-      c['killed'] += 1
-    elif code in SURVIVED:
-      if key in equivalents:
+  seed = int(os.environ.get('MUTATION_SEED', '0'))
+  keys_by_module = collections.defaultdict(list)
+  for key, (module, _, _) in sorted(results.items()):
+    keys_by_module[module].append(key)
+  rows = []
+  for module in SCOPE:
+    keys = keys_by_module.get(module, [])
+    if not keys:
+      rows.append(f'| {module} | 0 | 0 | | | | | | | not run | | | | |')
+      continue
+    run = sum(results[k][2] is not None for k in keys)
+    sample, complete = rated(results, module, keys, seed)
+    c = collections.Counter()
+    for key in sample:
+      code = results[key][2]
+      if code in KILLED:
+        c['killed'] += 1
+      elif code in SURVIVED and key in equivalents:
         c['equivalent'] += 1
-      else:
+      elif code in SURVIVED:
         c['survived'] += 1
         c['new test'] += key in new_kills
-      survivors.append((key, function))
+      else:
+        c['other'] += 1  # no tests (33), suspicious, segfault
+    n = len(sample)
+    denom = n - c['equivalent']
+    rate = f'{100 * c["killed"] / denom:.1f}%' if denom else 'n/a'
+    raw = f'{100 * c["killed"] / n:.1f}%' if n else 'n/a'
+    with_new = c['killed'] + c['new test']
+    new_rate = f'{100 * with_new / denom:.1f}%' if denom else 'n/a'
+    if complete:
+      interval = new_interval = 'all run'
+    elif denom:
+      low, high = wilson(c['killed'], denom)
+      interval = f'[{100 * low:.0f}%, {100 * high:.0f}%]'
+      low, high = wilson(with_new, denom)
+      new_interval = f'[{100 * low:.0f}%, {100 * high:.0f}%]'
     else:
-      c['other'] += 1  # no tests (5, 33), suspicious, segfault
-      survivors.append((key, function))
+      interval = new_interval = ''
+    rows.append(
+        f'| {module} | {len(keys)} | {run} | {"all" if complete else n} | '
+        f'{c["killed"]} | {c["survived"]} | {c["new test"]} | '
+        f'{c["equivalent"]} | {c["other"]} | {rate} | {interval} | '
+        f'{new_rate} | {new_interval} | {raw} |')
   with open(os.path.join(ROOT, 'pyproject.toml'), 'rb') as fh:
     selection = tomllib.load(fh)['tool']['mutmut'][
         'pytest_add_cli_args_test_selection']
@@ -149,38 +211,20 @@ def main():
          'the first failure, those of the selected tests that reached the '
          'mutated function in its stats run; selected: '
          + ', '.join(f'`{t}`' for t in selection) + '.', '',
-         'Kill rate = killed / (run - equivalent); raw = killed / run. Where '
-         'only a sample of a module\'s mutants ran, the interval is the 95% '
-         'Wilson interval of its kill rate (the sample is uniform, seeded: '
-         'tools/mutation_sample.py). "New test": survivors of the run killed '
-         'since by a test written for them (planted by hand, watched to '
+         'Every verdict below is mutmut\'s. Kill rate = killed / (rated - '
+         'equivalent); raw = killed / rated. "Rated": the mutants a module\'s '
+         'rate is measured on: all of them where all ran, else a uniform '
+         'seeded sample (the first N of the module\'s seeded random order, '
+         'tools/mutation_sample.py) with the 95% Wilson interval of the rate; '
+         'mutants run outside the sample (reruns of named survivors) are in '
+         '"run" but not in the rate. "New test": survivors not rerun yet '
+         'that a test written for them kills (planted by hand, watched to '
          'fail; tools/mutation_new_kills.tsv); "with new tests" counts them '
          'as killed.', '',
-         '| module | mutants | run | killed | survived | of which new test | '
-         'equivalent | other | kill rate | 95% interval | with new tests | '
-         '95% interval | raw |',
-         '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
-  for module in SCOPE:
-    c = by_module.get(module)
-    if not c:
-      out.append(f'| {module} | 0 | 0 | | | | | | not run | | | | |')
-      continue
-    run = c['total'] - c['not run']
-    denom = run - c['equivalent']
-    rate = f'{100 * c["killed"] / denom:.1f}%' if denom else 'n/a'
-    raw = f'{100 * c["killed"] / run:.1f}%' if run else 'n/a'
-    interval = new_interval = ''
-    with_new = c['killed'] + c['new test']
-    new_rate = f'{100 * with_new / denom:.1f}%' if denom else 'n/a'
-    if denom and run < c['total']:
-      low, high = wilson(c['killed'], denom)
-      interval = f'[{100 * low:.0f}%, {100 * high:.0f}%]'
-      low, high = wilson(with_new, denom)
-      new_interval = f'[{100 * low:.0f}%, {100 * high:.0f}%]'
-    out.append(f'| {module} | {c["total"]} | {run} | {c["killed"]} | '
-               f'{c["survived"]} | {c["new test"]} | {c["equivalent"]} | '
-               f'{c["other"]} | {rate} | {interval} | {new_rate} | '
-               f'{new_interval} | {raw} |')
+         '| module | mutants | run | rated | killed | survived | of which '
+         'new test | equivalent | other | kill rate | 95% interval | with new '
+         'tests | 95% interval | raw |',
+         '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'] + rows
   timing = load_timing()
   if timing:
     out += ['', '## Runs', '',
@@ -191,21 +235,21 @@ def main():
             '| date | mutants (globs) | jobs | wall s | user, sys | load 1/5/15 '
             'min |', '|---|---|---|---|---|---|']
     out += ['| ' + row + ' |' for row in timing]
+  survivors = [k for k, (_, _, code) in sorted(results.items())
+               if code is not None and (code not in KILLED or k in new_kills)]
   out += ['', '## Survivors', '',
-          'Each with its diff; equivalent ones with the reason no test can '
-          'tell them from the original.', '']
-  for key, function in survivors:
+          'Every mutant that survived a run: equivalent ones with the reason '
+          'no test can tell them from the original; the others with the '
+          'test written for them and mutmut\'s verdict when rerun.', '']
+  for key in survivors:
     code = results[key][2]
-    status = ('equivalent' if key in equivalents else
-              'killed by a new test' if key in new_kills and code == 0 else
-              'SURVIVED' if code == 0 else f'exit code {code}')
-    out.append(f'### `{key}` ({function}): {status}')
+    out.append(f'### `{key}` ({results[key][1]}): '
+               f'{_status(key, code, equivalents, new_kills)}')
     if key in equivalents:
-      out.append('')
-      out.append(equivalents[key])
-    elif key in new_kills and code == 0:
-      out.append('')
-      out.append(f'Killed by `{new_kills[key]}` (planted by hand).')
+      out += ['', equivalents[key]]
+    elif key in new_kills:
+      out += ['', f'Killed by `{new_kills[key]}` (planted by hand, watched '
+                  'to fail).']
     out += ['', '```diff', diff(key), '```', '']
   stale = sorted(k for k in equivalents
                  if k not in results or results[k][2] not in (None, 0))

@@ -6,13 +6,17 @@ Usage (tools/mutation.sh does this when MUTATION_SAMPLE=N is set)::
 
 For a machine too busy for every mutant: the kill rate of a uniform sample
 estimates each module's kill rate (docs/mutation_report.md gives its 95%
-interval). Reads the mutant names from mutmut's ``mutants/`` (made by any
-earlier ``mutmut run``, which generates the mutants of every file at once).
+interval). Each module's mutants are put in one seeded random order
+(`mutation_report.order`) and the sample of N is the first N of it, so a
+larger sample extends a smaller one: only the mutants of the sample that have no result
+yet in ``mutants/`` are printed (mutmut reruns every mutant it is named),
+and a rerun with a larger N runs only the new ones. Reads the mutant names
+from mutmut's ``mutants/`` (made by any earlier ``mutmut run``, which
+generates the mutants of every file at once).
 """
 
 import collections
 import os
-import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -26,14 +30,13 @@ def main():
   if not results:
     sys.exit('No mutants in mutants/: run mutmut once first, e.g. '
              "bash tools/mutation.sh 'lanjax.corruption.*'")
-  by_module = collections.defaultdict(list)
-  for key, (module, _, _) in sorted(results.items()):
-    by_module[module].append(key)
-  rng = random.Random(seed)
+  modules = collections.defaultdict(list)
+  for key, (module, _, _) in results.items():
+    modules[module].append(key)
   for module in mutation_report.SCOPE:
-    keys = by_module.get(module, [])
-    for key in sorted(rng.sample(keys, min(n, len(keys)))):
-      print(key)
+    for key in mutation_report.order(modules[module], module, seed)[:n]:
+      if results[key][2] is None:
+        print(key)
 
 
 if __name__ == '__main__':
