@@ -454,10 +454,10 @@ def test_quick_train_then_evaluate(tmp_path, repo_root):
     assert key in m, key
   assert m['num_documents'] == {'train': 120, 'test': 60}
   assert m['vocab_size'] == 232  # 20 x 10 class + 30 shared words, end, UNK
-  assert 0 <= m['topk_in_document_share'] <= 1
-  for key in ('auc_lan_order', 'auc_random_order',
-              'auc_gradient_x_input_order'):
-    assert 0 <= m['deletion'][key] <= 1
+  # (Ranges any number in [0, 1] passes are left out: the claims below are
+  # measured on these numbers and are false on the untrained run.)
+  assert {'auc_lan_order', 'auc_random_order',
+          'auc_gradient_x_input_order'} <= set(m['deletion'])
   for key in ('fidelity_excess_lan', 'fidelity_excess_uniform',
               'static_rank_corr', 'rank_corr_with_gradient_x_input'):
     assert key in m['diagnostics'], key
