@@ -121,6 +121,18 @@ def _dense(p, prefix, rows_from_hwc=None, trainable=False):
   return lin
 
 
+def _stride2_convs(p, prefix, size, channels):
+  """The stride-2 convs ``{prefix}convs/{i}`` of ``p`` on ``size``-wide
+  inputs: ``(ModuleList, output size, output channels)``."""
+  convs, i = [], 0
+  while f'{prefix}convs/{i}/kernel' in p:
+    k = p[f'{prefix}convs/{i}/kernel']
+    convs.append(Conv(k, p[f'{prefix}convs/{i}/bias'], 2, size))
+    size, channels = -(-size // 2), k.shape[-1]
+    i += 1
+  return torch.nn.ModuleList(convs), size, channels
+
+
 def _nchw(shape):
   return (shape[-1], *shape[:-1]) if len(shape) == 3 else tuple(shape)
 
@@ -165,15 +177,8 @@ class MnistF(torch.nn.Module):
 
   def __init__(self, p, input_shape):
     super().__init__()
-    size, c = input_shape[0], input_shape[-1]
-    convs = []
-    i = 0
-    while f'convs/{i}/kernel' in p:
-      k = p[f'convs/{i}/kernel']
-      convs.append(Conv(k, p[f'convs/{i}/bias'], 2, size))
-      size, c = -(-size // 2), k.shape[-1]
-      i += 1
-    self.convs = torch.nn.ModuleList(convs)
+    self.convs, size, c = _stride2_convs(p, '', input_shape[0],
+                                         input_shape[-1])
     self.head = _dense(p, 'head', rows_from_hwc=(size, size, c))
 
   def forward(self, x):
@@ -266,13 +271,7 @@ class SegmentNet(torch.nn.Module):
 
   def __init__(self, p, prefix, size):
     super().__init__()
-    convs, i = [], 0
-    while f'{prefix}/convs/{i}/kernel' in p:
-      k = p[f'{prefix}/convs/{i}/kernel']
-      convs.append(Conv(k, p[f'{prefix}/convs/{i}/bias'], 2, size))
-      size, c = -(-size // 2), k.shape[-1]
-      i += 1
-    self.convs = torch.nn.ModuleList(convs)
+    self.convs, size, c = _stride2_convs(p, f'{prefix}/', size, None)
     n = len({k.split('/')[2] for k in p if k.startswith(f'{prefix}/hidden/')})
     self.hidden = torch.nn.ModuleList(
         [_dense(p, f'{prefix}/hidden/0', rows_from_hwc=(size, size, c))]

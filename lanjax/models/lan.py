@@ -10,6 +10,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 
+def _check_input(input_shape, x):
+  if tuple(x.shape[1:]) != input_shape:
+    raise ValueError(
+        f'The LAN was built for inputs of shape {input_shape} per '
+        f'example but got a batch of shape {tuple(x.shape)}.')
+
+
 class LatentAttentionNetwork(nnx.Module):
   """``A(x) in [0, 1]^m``: FC layers with leaky ReLU, a sigmoid output.
 
@@ -46,10 +53,7 @@ class LatentAttentionNetwork(nnx.Module):
 
   def logits(self, x):
     """Pre-sigmoid mask logits, ``(B, *mask_shape)``."""
-    if tuple(x.shape[1:]) != self.input_shape:
-      raise ValueError(
-          f'The LAN was built for inputs of shape {self.input_shape} per '
-          f'example but got a batch of shape {tuple(x.shape)}.')
+    _check_input(self.input_shape, x)
     h = x.reshape(x.shape[0], -1)
     for layer in self.layers[:-1]:
       h = jax.nn.leaky_relu(layer(h), self.negative_slope)
@@ -117,10 +121,7 @@ class ConvLatentAttentionNetwork(nnx.Module):
 
   def logits(self, x):
     """Pre-sigmoid mask logits, ``(B, *mask_shape)``."""
-    if tuple(x.shape[1:]) != self.input_shape:
-      raise ValueError(
-          f'The LAN was built for inputs of shape {self.input_shape} per '
-          f'example but got a batch of shape {tuple(x.shape)}.')
+    _check_input(self.input_shape, x)
     h = x
     for conv in self.convs:
       h = jax.nn.leaky_relu(conv(h), self.negative_slope)
