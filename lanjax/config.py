@@ -174,6 +174,31 @@ def _got(v) -> str:
   return f'{v!r} ({type(v).__name__})'
 
 
+def _check_window(config) -> None:
+  """``config.data.window_frames``: 0, or a window of the training data that
+  every batch size divides (`lanjax.training.Windows`)."""
+  w = config.data.window_frames
+  _check(_is_int(w) and w >= 0,
+         'config.data.window_frames must be an int >= 0 (0: all training '
+         f'examples in memory; > 0: read them in windows of that many), got '
+         f'{_got(w)}.')
+  if not w:
+    return
+  n = config.data.get('num_train', 0)
+  _check(not n or w <= n,
+         f'config.data.window_frames={w} is larger than the training data '
+         f'(config.data.num_train={n}): set it to at most {n}, or to 0 to hold '
+         'all of it in memory.')
+  for part in ('f', 'lan'):
+    if part in config and 'batch_size' in config[part]:
+      b = config[part].batch_size
+      _check(w % b == 0,
+             f'config.data.window_frames={w} must be a multiple of '
+             f'config.{part}.batch_size={b} (a window is read for '
+             f'window_frames / batch_size steps): set it to e.g. '
+             f'{max(b, w // b * b)}.')
+
+
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Checks the types and value ranges of the fields lanjax reads.
 
@@ -243,6 +268,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _check(len(vr) == 2 and all(_is_number(v) for v in vr) and vr[0] < vr[1],
            'config.data.value_range must be (low, high) with low < high, got '
            f'{vr!r}.')
+  if 'data' in config and 'window_frames' in config.data:
+    _check_window(config)
   if 'num_devices' in config:
     import jax  # pylint: disable=g-import-not-at-top
     n = config.num_devices or jax.device_count()

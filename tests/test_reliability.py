@@ -195,9 +195,10 @@ def _toy_state():
   return training.init_state({'w': jnp.zeros(3), 'b': jnp.zeros(())}, _TX)
 
 
-def _fit(workdir, num_steps, update=None, **kwargs):
+def _fit(workdir, num_steps, update=None, data=None, **kwargs):
   kwargs = {'log_every': 5, 'checkpoint_every': 10, **kwargs}
-  return training.fit(update or _toy_update(), _toy_state(), _DATA,
+  return training.fit(update or _toy_update(), _toy_state(),
+                      _DATA if data is None else data,
                       rng=jax.random.key(0), num_steps=num_steps,
                       workdir=str(workdir), name='toy', tensorboard=False,
                       **kwargs)
@@ -232,6 +233,35 @@ def test_interrupted_fit_resumes_to_same_params_and_log(tmp_path, reference):
   state = _fit(tmp_path, 30)
   _assert_bitwise_equal(state, reference[0])
   assert _records(log) == reference[1]  # steps 25.. logged once, no debris
+
+
+def test_interrupted_windowed_fit_resumes_across_window_boundaries(tmp_path):
+  """Windows of 24 of the 64 examples, 3 steps each (the last one wrapped):
+  the checkpoint at step 20 is inside a window (steps 18-20), the resumed
+  run crosses the boundaries at 21, 24 and 27. Its result is bitwise the
+  uninterrupted run's only if the window follows the step, not a count of
+  the windows this process has read."""
+  def windows():
+    read = lambda idx: jax.tree.map(lambda v: np.asarray(v)[idx], _DATA)
+    return training.Windows(read=read, num_examples=64, size=24).for_batch(8)
+
+  ref = _fit(tmp_path / 'ref', 30, data=windows())
+
+  def interrupt_at_25(state):
+    if int(state['step']) == 25:
+      raise _Interrupt
+    return {}
+
+  with pytest.raises(_Interrupt):
+    _fit(tmp_path / 'run', 30, data=windows(), eval_fn=interrupt_at_25,
+         eval_every=5)
+  state = _fit(tmp_path / 'run', 30, data=windows())
+  _assert_bitwise_equal(state, ref)
+  assert (_records(tmp_path / 'run' / 'metrics_toy.jsonl')
+          == _records(tmp_path / 'ref' / 'metrics_toy.jsonl'))
+  # The windows matter: the in-memory run is another run.
+  with pytest.raises(AssertionError):
+    _assert_bitwise_equal(state, _fit(tmp_path / 'mem', 30))
 
 
 def _ckpt(workdir, step=None):

@@ -37,6 +37,7 @@ from flax import nnx
 from lanjax import losses as losses_lib
 from lanjax import metrics as metrics_lib
 from lanjax import noise as noise_lib
+from lanjax import training
 from lanjax.data import pong
 from lanjax.experiments import skeleton
 from lanjax.models import ConvAutoencoder
@@ -51,20 +52,37 @@ SCORED_METHODS = ('gradient', 'gradient_x_input', 'smoothgrad',
 
 
 def load_data(config) -> dict[str, Any]:
-  """The frames, generated and prepared on first use, loaded once.
+  """The frames, generated and prepared on first use.
+
+  With ``config.data.window_frames = W > 0`` the training frames are not
+  loaded: ``'train'`` is a `training.Windows` of ``{'frames': (W, 64, 64, 3)
+  uint8}`` read from the TFDS data source one window at a time during
+  training.
 
   Returns:
-    ``{'train': {'frames': (N, 64, 64, 3) uint8}, 'test': {'frames':
-    (M, 64, 64, 3) uint8, 'ball': (M,) bool}}``.
+    ``{'train': {'frames': (N, 64, 64, 3) uint8} or training.Windows,
+    'test': {'frames': (M, 64, 64, 3) uint8, 'ball': (M,) bool}}``.
   """
   d = config.data
   kw = dict(num_train=d.num_train, num_test=d.num_test, seed=d.data_seed,
             shard_size=d.shard_size, data_dir=d.data_dir or None)
-  train = pong.load('train', keys=('image',), **kw)
+  if d.get('window_frames', 0):
+    train = training.windows.from_source(
+        pong.source('train', **kw), d.window_frames, {'frames': 'image'},
+        field='config.data.window_frames')
+  else:
+    train = {'frames': pong.load('train', keys=('image',), **kw)['image']}
   test = pong.load('test', keys=('image', 'ball'),
                    limit=config.eval.num_examples or None, **kw)
-  return {'train': {'frames': train['image']},
+  return {'train': train,
           'test': {'frames': test['image'], 'ball': test['ball']}}
+
+
+def num_train(data) -> int:
+  """The number of training frames (in memory or windowed)."""
+  train = data['train']
+  return len(train if isinstance(train, training.Windows) else
+             train['frames'])
 
 
 def synthetic_data(config, num_train: int = 0, num_test: int = 0):
@@ -78,7 +96,10 @@ def synthetic_data(config, num_train: int = 0, num_test: int = 0):
 
 
 def describe(config, data) -> str:
-  return (f'Pong frames: {len(data["train"]["frames"])} train / '
+  train = data['train']
+  how = (f' (read in {train.num_windows} windows of {train.size})'
+         if isinstance(train, training.Windows) else '')
+  return (f'Pong frames: {num_train(data)} train{how} / '
           f'{len(data["test"]["frames"])} held-out (64x64x3, seed '
           f'{config.data.data_seed})')
 
@@ -140,7 +161,13 @@ def scored_config(config):
 
 
 def make_task(config, data) -> skeleton.Task:
-  """F (the autoencoder) and A, and what training them reads."""
+  """F (the autoencoder) and A, and what training them reads.
+
+  With bootstrapped noise, A's noise pool is the training frames A's step
+  reads (the same device buffer; one window of them when the frames are
+  windowed). The evaluation's noise pool is all training frames, or, when
+  they are windowed, the first ``min(window, shard_size)`` of them.
+  """
   root = jax.random.key(config.seed)
   keys = tuple(jax.random.split(root, 3))
   test_x = jnp.asarray(pong.to_float(data['test']['frames']))
@@ -155,19 +182,28 @@ def make_task(config, data) -> skeleton.Task:
   def f_eval(f):
     return {'mse': losses_lib.squared_error(f(test_x), test_x).mean()}
 
+  train = data['train']
+  if isinstance(train, training.Windows):
+    eval_pool = lambda: jnp.asarray(train.read(np.arange(
+        min(train.size, config.data.shard_size)))['frames'])
+  else:
+    train = {'frames': jnp.asarray(train['frames'])}
+    eval_pool = lambda: train['frames']
+  noise_from_data = None
   if config.lan.noise == 'bootstrap':
-    noise = noise_lib.BootstrapNoise(jnp.asarray(data['train']['frames']),
-                                     transform=frames_to_float)
+    noise = noise_lib.BootstrapNoise(eval_pool(), transform=frames_to_float)
+    noise_from_data = lambda d: noise_lib.BootstrapNoise(
+        d['frames'], transform=frames_to_float)
   else:
     noise = noise_lib.make_noise(config.lan.noise,
                                  value=config.lan.noise_value)
   return skeleton.Task(
       name='', make_f=lambda: make_f(config),
-      make_lan=lambda: make_lan(config),
-      train_data={'frames': jnp.asarray(data['train']['frames'])},
+      make_lan=lambda: make_lan(config), train_data=train,
       f_batch=f_batch, lan_batch=lan_batch, noise=noise, keys=keys,
       f_loss=reconstruction_loss, f_eval=f_eval,
-      output_loss=losses_lib.squared_error, curve_metric='mse')
+      output_loss=losses_lib.squared_error, curve_metric='mse',
+      noise_from_data=noise_from_data)
 
 
 def tasks(config, data) -> list[skeleton.Task]:
@@ -305,7 +341,7 @@ def evaluate(config, data, task, trained, workdir) -> dict:
 
   m = {
       'num_test_frames': int(n),
-      'num_train_frames': int(len(data['train']['frames'])),
+      'num_train_frames': num_train(data),
       'f_test_mse': float(errs['mse'].mean()),
       'f_test_mse_frames_with_ball': float(errs['mse'][has_ball].mean()),
       'f_test_mse_frames_without_ball': float(

@@ -57,11 +57,15 @@ class Task:
       domain of translated MNIST); ``''`` for an experiment with one task.
     make_f: ``() -> nnx.Module``, F freshly initialised from the config's seed.
     make_lan: ``() -> nnx.Module``, A freshly initialised.
-    train_data: the pytree of arrays the batch functions read.
+    train_data: the pytree of arrays the batch functions read, or a
+      `training.Windows` of them (data larger than memory, read one window
+      at a time; F's and A's runs each read a window for window size /
+      batch size steps).
     f_batch: ``f_batch(train_data, key) -> {'x', 'y'}``, F's training batch,
       made inside the jitted step.
     lan_batch: ``lan_batch(train_data, key) -> x``, A's training batch.
-    noise: the noise distribution H (`lanjax.noise`).
+    noise: the noise distribution H (`lanjax.noise`) of the evaluation, and
+      of A's training unless ``noise_from_data`` is given.
     keys: ``(f_key, lan_key, eval_key)``, the task's root PRNG keys.
     f_forward: ``f_forward(model, x, key) -> output`` for an F that needs a key
       in training (dropout); None: ``model(x)``.
@@ -72,6 +76,10 @@ class Task:
     output_loss: L_F of eq. (3), per example (`lanjax.losses`).
     curve_metric: the key of ``f_eval`` whose values make F's learning curve
       in the metrics (``f_learning_curve``).
+    noise_from_data: ``noise_from_data(train_data) -> H``: A's training noise
+      made from the data A's step reads (from each window where
+      ``train_data`` is windowed), e.g. bootstrapped noise whose pool is the
+      training examples' own device buffer; None: ``noise``.
   """
   name: str
   make_f: Callable[[], nnx.Module]
@@ -86,6 +94,7 @@ class Task:
   f_eval: Optional[Callable] = None
   output_loss: Callable = losses_lib.softmax_cross_entropy
   curve_metric: str = 'accuracy'
+  noise_from_data: Optional[Callable[[Any], Any]] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,9 +240,31 @@ def lan_update(config: Config, task: Task, f_graphdef, lan_graphdef,
       **lan_options(config.lan))
 
 
-def lan_data(task: Task, f_params) -> dict:
-  """The data A's step reads: the task's data, F's parameters and H."""
-  return {**task.train_data, 'f_params': f_params, 'noise': task.noise}
+def lan_data(task: Task, f_params, batch_size: Optional[int] = None):
+  """The data A's step reads: the task's data, F's parameters and H.
+
+  For windowed ``train_data`` (`training.Windows`), the same windows, each
+  with F's parameters and H added, read for ``window size / batch_size``
+  steps (``batch_size``: A's, required then).
+  """
+  def build(train):
+    noise = (task.noise if task.noise_from_data is None
+             else task.noise_from_data(train))
+    return {**train, 'f_params': f_params, 'noise': noise}
+
+  if isinstance(task.train_data, training.Windows):
+    return task.train_data.for_batch(
+        batch_size, what='config.lan.batch_size').map(build)
+  return build(task.train_data)
+
+
+def f_data(config: Config, task: Task):
+  """The data F's step reads: ``task.train_data`` (windowed: a window is read
+  for window size / ``config.f.batch_size`` steps)."""
+  if isinstance(task.train_data, training.Windows):
+    return task.train_data.for_batch(config.f.batch_size,
+                                     what='config.f.batch_size')
+  return task.train_data
 
 
 # ----------------------------------------------------------------------------
@@ -247,6 +278,9 @@ def train_task(config: Config, task: Task, workdir: str, mesh=None):
   """
   f_key, lan_key, _ = task.keys
   where = task_dir(workdir, task)
+  # Windows that do not fit a batch size are refused before anything runs.
+  train_data = f_data(config, task)
+  lan_data(task, None, config.lan.batch_size)
   f_graphdef, f_state = initial_state(task.make_f, config.f)
   training.check_divisible(config.f.batch_size, mesh)
   f_ckpt = f_checkpoint_dir(config, workdir, task)
@@ -259,7 +293,7 @@ def train_task(config: Config, task: Task, workdir: str, mesh=None):
       f_eval_jit = jax.jit(lambda p: task.f_eval(functools.partial(f_apply, p)))
       f_eval = lambda s: f_eval_jit(s['params'])
     f_state = training.fit(
-        f_update(config, task, f_graphdef, mesh), f_state, task.train_data,
+        f_update(config, task, f_graphdef, mesh), f_state, train_data,
         rng=f_key, num_steps=config.f.num_steps, workdir=where, name='f',
         log_every=config.log_every, checkpoint_every=config.checkpoint_every,
         mesh=mesh, eval_fn=f_eval, eval_every=config.f.eval_every,
@@ -269,7 +303,7 @@ def train_task(config: Config, task: Task, workdir: str, mesh=None):
   training.check_divisible(config.lan.batch_size, mesh)
   lan_state = training.fit(
       lan_update(config, task, f_graphdef, lan_graphdef, mesh), lan_state,
-      lan_data(task, f_state['params']), rng=lan_key,
+      lan_data(task, f_state['params'], config.lan.batch_size), rng=lan_key,
       num_steps=config.lan.num_steps, workdir=where, name='lan',
       log_every=config.log_every, checkpoint_every=config.checkpoint_every,
       mesh=mesh, steps_per_dispatch=config.get('steps_per_dispatch', 1))
@@ -419,7 +453,9 @@ def refit_lan(config: Config, task: Task, f_apply: Callable, f_params, *,
       lan_graphdef, optimizer(config.lan), f_apply, task.lan_batch,
       output_loss=task.output_loss, **lan_options(config.lan)),
                       donate_argnums=0)
-  data = lan_data(task, f_params)
+  data = lan_data(task, f_params, config.lan.batch_size)
+  if isinstance(data, training.Windows):  # windowed data: its first window
+    data = data.load(0, jax.device_put)
   for i in range(num_steps):
     state, _ = step(state, data, jax.random.fold_in(key, i))
   return functools.partial(apply_fn(lan_graphdef), state['params'])

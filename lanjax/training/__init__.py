@@ -19,7 +19,9 @@ function with an explicit state pytree ``{'step', 'params', 'opt_state'}``:
 * progress lines with step rate, TensorBoard scalars and a JSON-lines file per
   run in the work dir;
 * a non-finite loss or gradient never updates the parameters and stops the run
-  with the step and the last good checkpoint named.
+  with the step and the last good checkpoint named;
+* data larger than memory read one window at a time (`Windows`), the window
+  a function of the step, so resume stays bitwise.
 
 One module per concern:
 
@@ -30,6 +32,8 @@ One module per concern:
 * `checkpoints`: orbax managers, `restore_latest`, `load_state`;
 * `logs`: `MetricLogger`, `read_metric`;
 * `sharding`: `make_mesh`, `replicate`, `shard_batch`;
+* `windows`: `Windows`, and `windows.from_source` over a random-access
+  data source (``tfds.data_source``);
 * `xla`: `compiler_options` and `jit` with them.
 
 Every name is re-exported here: ``from lanjax import training;
@@ -45,6 +49,8 @@ from lanjax.training.sharding import (
     check_divisible, make_mesh, replicate, shard_batch)
 from lanjax.training.updates import (
     State, apply_gradients, classifier_update, init_state, lan_update)
+from lanjax.training import windows
+from lanjax.training.windows import Windows
 from lanjax.training.xla import compiler_options, jit, platform_of
 from lanjax.validation import check_lan_setup  # pylint: disable=unused-import
 
@@ -55,5 +61,6 @@ __all__ = [
     'check_lan_setup', 'check_update', 'checkpoint_manager',
     'classifier_update', 'compiler_options', 'fit', 'init_state', 'jit',
     'lan_update', 'load_state', 'make_mesh', 'platform_of', 'read_metric',
-    'replicate', 'restore_latest', 'save_state', 'shard_batch',
+    'replicate', 'restore_latest', 'save_state', 'shard_batch', 'Windows',
+    'windows',
 ]

@@ -16,6 +16,7 @@ from lanjax.training.checkpoints import restore_latest
 from lanjax.training.checkpoints import save_state
 from lanjax.training.logs import MetricLogger
 from lanjax.training.sharding import replicate
+from lanjax.training.windows import Windows
 from lanjax.training.xla import jit
 
 State = dict  # {'step': int32 scalar, 'params': pytree, 'opt_state': pytree}
@@ -41,7 +42,13 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
     update: ``update(state, data, key) -> (state, metrics)``; jitted here with
       the state donated.
     state: the initial state (used as the structure to restore into).
-    data: pytree of arrays the update reads (datasets, F's parameters, noise).
+    data: pytree of arrays the update reads (datasets, F's parameters, noise),
+      or a `Windows` (`lanjax.training.windows`): data read one window at a
+      time, window ``(s // steps_per_window) % num_windows`` for step ``s``,
+      loaded (host read, then ``device_put``) only when a step needs another
+      window than the last, the previous one dropped first. A call never
+      crosses a window boundary and every window has the same shapes: one
+      compilation, and a resumed run reads what an uninterrupted one reads.
     rng: root PRNG key of this run; step ``s`` uses ``fold_in(rng, s)``.
     num_steps: total number of updates.
     workdir: the run's directory.
@@ -73,16 +80,24 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
     CheckpointMismatchError: the checkpoints in the work dir belong to another
       config.
     ValueError: ``data`` holds NaN/inf, or the update does not fit the state
-      and data (found by `check_update` before anything is compiled).
+      and data (found by `check_update` before anything is compiled), or
+      ``data`` is a `Windows` without ``steps_per_window``.
 
   Returns:
     The final state.
   """
+  windows = data if isinstance(data, Windows) else None
+  if windows is not None and windows.steps_per_window < 1:
+    raise ValueError(
+        f'[{name}] the windowed data has no steps_per_window: set it with '
+        'Windows.for_batch(batch_size) before fit.')
+  put = jax.device_put if mesh is None else (lambda t: replicate(t, mesh))
   if mesh is not None:
     # Replicated over the mesh before restoring, so that a checkpoint is
     # restored straight into the replicated layout (on every host).
     state = replicate(state, mesh)
-    data = replicate(data, mesh)
+    if windows is None:
+      data = replicate(data, mesh)
   manager = checkpoint_manager(os.path.join(workdir, 'checkpoints', name),
                                max_to_keep=max_to_keep, cleanup_tmp=True)
   try:
@@ -105,6 +120,9 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
     manager.close()
     raise ValueError(f'steps_per_dispatch must be >= 1, got '
                      f'{steps_per_dispatch!r}.')
+  if windows is not None:  # the window of the first step, read only now
+    current = windows.window(start)
+    data = windows.load(current, put)
   # The step's key is made inside the call, from the state's step: one
   # dispatch per step, not one for the key and one for the step.
   one_step = jit(
@@ -127,6 +145,8 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
            (done // checkpoint_every + 1) * checkpoint_every]
     if eval_fn is not None and eval_every:
       nxt.append((done // eval_every + 1) * eval_every)
+    if windows is not None:
+      nxt.append(windows.next_boundary(done))
     return min(nxt)
 
   logger = MetricLogger(workdir, name, total_steps=num_steps,
@@ -137,6 +157,12 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
   done = start
   try:
     while done < num_steps:
+      if windows is not None and windows.window(done) != current:
+        current = windows.window(done)
+        data = None  # the previous window is dropped before the next is read
+        data = windows.load(current, put)
+        if check_inputs:
+          validation.check_finite(data, name=f'[{name}] data window {current}')
       n = min(steps_per_dispatch, boundary(done) - done)
       if steps_per_dispatch == 1:
         state, metrics = one_step(state, data, rng)
