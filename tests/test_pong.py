@@ -348,6 +348,40 @@ print('OK', 'tensorflow' in sys.modules)
   assert 'OK False' in out.stdout
 
 
+@needs_ale
+def test_preparing_holds_one_shard_at_a_time_and_writes_each_to_its_file(
+    tmp_path, monkeypatch):
+  """300 train frames in shards of 64 (the last one 44): each generated
+  shard is freed before the next is generated, and is its own file."""
+  import glob
+  import weakref
+  real = pong.generate_shard
+  live = {'now': 0, 'max': 0, 'made': 0}
+
+  def gone():
+    live['now'] -= 1
+
+  def counted(seed, split, shard, num_frames):
+    out = real(seed, split, shard, num_frames)
+    live['now'] += 1
+    live['made'] += 1
+    live['max'] = max(live['max'], live['now'])
+    weakref.finalize(out['image'], gone)
+    return out
+
+  monkeypatch.setattr(pong, 'generate_shard', counted)
+  kw = dict(num_train=300, num_test=64, shard_size=64, data_dir=str(tmp_path))
+  got = pong.load('train', **kw)
+  assert live['made'] == 5 + 1 and live['max'] == 1, live
+  files = glob.glob(str(tmp_path / 'pong_frames' / '*' / '*' /
+                        'pong_frames-train.array_record-*'))
+  assert len(files) == 5, files
+  # In play order: shard s holds frames 64 s ... 64 s + 63.
+  want = np.concatenate([real(0, 'train', s, min(64, 300 - 64 * s))['image']
+                         for s in range(5)])
+  np.testing.assert_array_equal(got['image'], want)
+
+
 # ----------------------------------------------------------------------------
 # The autoencoder F and the LAN A.
 
@@ -426,6 +460,44 @@ def test_autoencoder_trains_through_the_skeleton_with_squared_error():
   got = float(task.f_eval(f)['mse'])
   assert got == pytest.approx(float(jnp.mean(jnp.square(f(test_x) - test_x))),
                               rel=1e-4)
+
+
+def test_windowed_task_reads_windows_and_bootstraps_from_the_window(
+    tmp_path):
+  """``config.data.window_frames``: F's and A's data are windows of the
+  frames, A's noise pool is the window's own device buffer, and a window
+  that A's batch does not divide is refused before anything trains."""
+  from lanjax import training
+  from lanjax.experiments import pong as pong_exp
+  from lanjax.experiments import skeleton
+  frames = _frames(48)
+
+  class Source:  # random access, as tfds.data_source
+    def __len__(self):
+      return len(frames)
+
+    def __getitem__(self, i):
+      return {'image': frames[i], 'ball': True}
+
+  config = load_config('pong', 'quick')  # batches of 8, shards of 128
+  config.data.window_frames = 16
+  data = {'train': training.windows.from_source(
+      Source(), 16, {'frames': 'image'}, field='config.data.window_frames'),
+          'test': _data()['test']}
+  task = pong_exp.make_task(config, data)
+  assert pong_exp.num_train(data) == 48
+  assert skeleton.f_data(config, task).steps_per_window == 2
+  lan = skeleton.lan_data(task, {'w': jnp.ones(1)}, 8).load(2, jax.device_put)
+  np.testing.assert_array_equal(lan['frames'], frames[32:48])
+  assert lan['noise'].pool is lan['frames']  # no second copy of the window
+  assert set(lan) == {'frames', 'f_params', 'noise'}
+  # The evaluation's pool: the first min(window, shard) frames.
+  np.testing.assert_array_equal(task.noise.pool, frames[:16])
+  config.lan.batch_size = 12
+  with pytest.raises(ValueError, match='config.data.window_frames=16 must be '
+                     'a multiple of config.lan.batch_size=12'):
+    skeleton.train_task(config, task, str(tmp_path))
+  assert not os.listdir(tmp_path)  # refused before F trained
 
 
 def test_bootstrap_noise_draws_training_frames_in_unit_range():

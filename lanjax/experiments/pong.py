@@ -97,7 +97,7 @@ def synthetic_data(config, num_train: int = 0, num_test: int = 0):
 
 def describe(config, data) -> str:
   train = data['train']
-  how = (f' (read in {train.num_windows} windows of {train.size})'
+  how = (f' (read in windows of {train.size}: {train.num_windows})'
          if isinstance(train, training.Windows) else '')
   return (f'Pong frames: {num_train(data)} train{how} / '
           f'{len(data["test"]["frames"])} held-out (64x64x3, seed '

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Callable, Optional
 
 import jax
@@ -120,9 +121,16 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
     manager.close()
     raise ValueError(f'steps_per_dispatch must be >= 1, got '
                      f'{steps_per_dispatch!r}.')
+  def load_window(w):
+    tic = time.perf_counter()
+    out = windows.load(w, put)
+    print(f'[{name}] window {w} of {windows.num_windows} ({windows.size} '
+          f'examples) read in {time.perf_counter() - tic:.1f} s', flush=True)
+    return out
+
   if windows is not None:  # the window of the first step, read only now
     current = windows.window(start)
-    data = windows.load(current, put)
+    data = load_window(current)
   # The step's key is made inside the call, from the state's step: one
   # dispatch per step, not one for the key and one for the step.
   one_step = jit(
@@ -160,7 +168,7 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
       if windows is not None and windows.window(done) != current:
         current = windows.window(done)
         data = None  # the previous window is dropped before the next is read
-        data = windows.load(current, put)
+        data = load_window(current)
         if check_inputs:
           validation.check_finite(data, name=f'[{name}] data window {current}')
       n = min(steps_per_dispatch, boundary(done) - done)
