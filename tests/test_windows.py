@@ -236,3 +236,58 @@ def test_paper_variant_reads_windows_every_batch_divides():
   assert d.window_frames * 64 * 64 * 3 <= 3e9  # at most 3 GB of uint8 frames
   config_lib.validate(config)
   assert load_config('pong').data.window_frames == 0  # default: in memory
+
+
+_MESH_SCRIPT = '''
+import tempfile
+import jax, jax.numpy as jnp, numpy as np, optax
+from lanjax import training
+assert jax.device_count() == 8, jax.devices()
+tx = optax.adam(0.05)
+rng = np.random.default_rng(0)
+x = rng.normal(size=(64, 3)).astype(np.float32)
+y = x @ np.array([1., -2., .5], np.float32)
+devices = []
+
+def build(window):
+  devices.append(len(window['x'].sharding.device_set))
+  return window
+
+def update(state, data, key):
+  idx = jax.random.randint(key, (8,), 0, data['x'].shape[0])
+  loss, grads = jax.value_and_grad(lambda p: jnp.mean(
+      (data['x'][idx] @ p - data['y'][idx]) ** 2))(state['params'])
+  state, finite = training.apply_gradients(state, grads, loss, tx)
+  return state, {'loss': loss, 'finite': finite}
+
+out = {}
+for n in (8, 1):
+  win = training.Windows(read=lambda i: {'x': x[i], 'y': y[i]},
+                         num_examples=64, size=16, build=build).for_batch(8)
+  state = training.fit(update, training.init_state(jnp.zeros(3), tx), win,
+                       rng=jax.random.key(0), num_steps=12,
+                       workdir=tempfile.mkdtemp(), name='toy', log_every=6,
+                       checkpoint_every=12, tensorboard=False,
+                       mesh=training.make_mesh(n))
+  out[n] = np.asarray(state['params'])
+print('DEVICES', devices)
+np.testing.assert_allclose(out[8], out[1], rtol=1e-5, atol=1e-6)
+print('OK')
+'''
+
+
+def test_windows_are_replicated_over_the_mesh():
+  """On 8 simulated CPU devices every window is placed on all 8, and the run
+  gives the one-device parameters."""
+  import subprocess
+  import sys
+  from conftest import ROOT, subprocess_env
+  out = subprocess.run(
+      [sys.executable, '-c', _MESH_SCRIPT], cwd=str(ROOT), text=True,
+      capture_output=True, timeout=300, env=subprocess_env(
+          XLA_FLAGS='--xla_force_host_platform_device_count=8',
+          JAX_PLATFORMS='cpu'))
+  assert out.returncode == 0, out.stderr[-3000:]
+  # 6 windows (2 steps each) read on 8 devices, then 6 on 1.
+  assert 'DEVICES [8, 8, 8, 8, 8, 8, 1, 1, 1, 1, 1, 1]' in out.stdout
+  assert 'OK' in out.stdout

@@ -121,6 +121,7 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
     manager.close()
     raise ValueError(f'steps_per_dispatch must be >= 1, got '
                      f'{steps_per_dispatch!r}.')
+
   def load_window(w):
     tic = time.perf_counter()
     out = windows.load(w, put)
@@ -128,9 +129,6 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
           f'examples) read in {time.perf_counter() - tic:.1f} s', flush=True)
     return out
 
-  if windows is not None:  # the window of the first step, read only now
-    current = windows.window(start)
-    data = load_window(current)
   # The step's key is made inside the call, from the state's step: one
   # dispatch per step, not one for the key and one for the step.
   one_step = jit(
@@ -138,6 +136,9 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
           state, data, jax.random.fold_in(rng, state['step'])),
       mesh=mesh, donate_argnums=0)
   try:
+    if windows is not None:  # the window of the first step, read only now
+      current = windows.window(start)
+      data = load_window(current)
     check_update(one_step, state, data, rng, name=name,
                  check_inputs=check_inputs)
   except Exception:
