@@ -709,6 +709,15 @@ def test_quick_experiment_end_to_end_on_mock_data(tmp_path):
   assert set(m['betas']) == {'7', '5'}
   assert set(m['comparison']['methods']) == set(config.eval.methods)
   assert set(m['betas']['5']['comparison']['methods']) == {'lan', 'random'}
+  # The beta = 5 table refits no A on the randomised F: LAN's sanity check
+  # is reported as not run, not as a failure (correlation 1 by construction).
+  lan5 = m['betas']['5']['comparison']['methods']['lan']
+  assert lan5['sanity_pass'] is None and 'not run' in lan5['sanity_note']
+  assert not any(k.startswith('sanity_rank_corr/') for k in lan5)
+  assert '| lan |' in (tmp_path / 'beta_5' / 'comparison.md').read_text()
+  assert 'FAIL' not in [r for r in (tmp_path / 'beta_5' / 'comparison.md'
+                                    ).read_text().splitlines()
+                        if r.startswith('| lan |')][0]
   for b in m['betas'].values():
     s = b['class_similarity']
     # Random mock labels: the class-similarity gap is one more draw of its

@@ -551,6 +551,15 @@ def compare_methods(config: Config, task: Task, trained: Trained, x, *,
       lan_row['sanity_pass'] = None
       lan_row['sanity_note'] = ('not applicable: the A refit on the '
                                 'randomised F gives constant maps')
+  elif lan_row is not None and 'sanity_pass' in lan_row:
+    # Not refit: A's maps on the randomised F are its maps on F (correlation
+    # 1 by construction), which is no verdict on A.
+    for name in [m for m in lan_row if m.startswith('sanity_rank_corr/')]:
+      lan_row.pop(name)
+    lan_row['sanity_pass'] = None
+    lan_row['sanity_note'] = ('not run: config.eval.sanity_lan_steps = 0 (A '
+                              'is amortised for one F; its check refits A '
+                              'on the randomised F)')
   seconds = lan_training_seconds(workdir)  # the task's directory
   if lan_row is not None and seconds is not None:
     t_lan = lan_row['seconds_per_example']['mean']
