@@ -76,6 +76,15 @@ def _group(path) -> str:
   return '/'.join(keys[:-1]) if len(keys) > 1 else '/'.join(keys)
 
 
+@jax.jit
+def _redraw(v, key, step, i):
+  """``v`` redrawn from a normal with its own mean and std (one compiled
+  call per leaf shape, not one eager op per operation)."""
+  k = jax.random.fold_in(jax.random.fold_in(key, step), i)
+  return (v.mean() + v.std() * jax.random.normal(k, v.shape, v.dtype)
+          ).astype(v.dtype)
+
+
 def cascading_randomization(params, key, *,
                             order: Optional[Sequence[str]] = None):
   """F's parameters with more and more layers re-initialised, top first.
@@ -107,10 +116,7 @@ def cascading_randomization(params, key, *,
   for step, group in enumerate(order):
     for i, name in enumerate(names):
       if name == group:
-        v = jnp.asarray(values[i])
-        k = jax.random.fold_in(jax.random.fold_in(key, step), i)
-        values[i] = (v.mean() + v.std() * jax.random.normal(
-            k, v.shape, v.dtype)).astype(v.dtype)
+        values[i] = _redraw(jnp.asarray(values[i]), key, step, i)
     cascade.append((group, jax.tree_util.tree_unflatten(treedef, values)))
   return cascade
 

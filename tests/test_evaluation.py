@@ -228,6 +228,20 @@ def test_cascading_randomization_goes_from_the_top_down():
     evaluation.cascading_randomization(state, KEY, order=['decoder'])
 
 
+def test_cascading_randomization_draws_each_leaf_and_layer_afresh():
+  # Two layers with leaves of the same shapes and the same values: each leaf
+  # gets its own draw (a key shared across leaves or steps would make the
+  # redrawn copies equal), in float16 too (dtype kept).
+  w = jnp.linspace(-1.0, 1.0, 12, dtype=jnp.float16).reshape(3, 4)
+  params = {'a': {'k': w, 'k2': w}, 'b': {'k': w, 'k2': w}}
+  _, all_random = evaluation.cascading_randomization(params, KEY)[-1]
+  draws = [np.asarray(all_random[g][n]) for g in 'ab' for n in ('k', 'k2')]
+  assert all(d.dtype == np.float16 for d in draws)
+  for i in range(4):
+    for j in range(i):
+      assert not np.array_equal(draws[i], draws[j]), (i, j)
+
+
 # ----------------------------------------------------------------------------
 # The protocol on an F whose right answer is known.
 
