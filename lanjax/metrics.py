@@ -546,3 +546,31 @@ def bootstrap_ci(values, *, seed=0, num: int = 1000, level: float = 0.95):
   alpha = (1 - level) / 2
   low, high = np.quantile(means, [alpha, 1 - alpha])
   return float(v.mean()), float(low), float(high)
+
+
+def mask_spread(masks) -> dict[str, jax.Array]:
+  r"""How much masks change between inputs, relative to their mean.
+
+  .. math:: \mathrm{spread} = \frac{\mathrm{mean}_j\, \mathrm{std}_n A_{nj}}
+                                   {\mathrm{mean}_{n,j} A_{nj}}
+
+  0 for a mask that is the same on every input (Pong's autoencoder, Fig. 5);
+  the translated-MNIST and Pong experiments both report it, so that one
+  experiment's number can be read against the other's.
+
+  Args:
+    masks: ``(N, ...)`` masks (or importance maps) of ``N >= 2`` inputs.
+
+  Returns:
+    ``{'relative_spread': scalar, 'std': (...) per-component std over the
+    inputs, 'mean': (...) per-component mean}``.
+  """
+  masks = jnp.asarray(masks, jnp.float32)
+  if masks.ndim < 2 or masks.shape[0] < 2:
+    raise ValueError(f'masks must be (N, ...) with N >= 2 inputs; got shape '
+                     f'{masks.shape}.')
+  std = masks.std(0)
+  mean = masks.mean(0)
+  overall = mean.mean()
+  return {'relative_spread': std.mean() / jnp.where(overall > 0, overall, 1.0),
+          'std': std, 'mean': mean}

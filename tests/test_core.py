@@ -324,3 +324,16 @@ def test_deletion_curve_orders():
   padded = jnp.array([[0, 1, -1, -1]])
   curve_p, _ = metrics.deletion_curve(f, x, padded, num_steps=2)
   np.testing.assert_allclose(curve_p[-1], 0.5, rtol=1e-6)
+
+
+def test_mask_spread_hand_computed():
+  constant = np.full((5, 4, 4, 1), 0.3)
+  assert float(metrics.mask_spread(constant)['relative_spread']) == pytest.approx(
+      0.0, abs=1e-6)
+  m = np.array([[0.2, 0.4], [0.6, 0.4]])  # 2 frames, 2 pixels
+  out = metrics.mask_spread(m)
+  # std over frames: [0.2, 0.0] -> mean 0.1; overall mean 0.4.
+  assert float(out['relative_spread']) == pytest.approx(0.25, rel=1e-5)
+  np.testing.assert_allclose(out['std'], [0.2, 0.0], atol=1e-6)
+  with pytest.raises(ValueError, match='N >= 2'):
+    metrics.mask_spread(np.ones((1, 3)))

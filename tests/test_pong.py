@@ -152,19 +152,6 @@ def test_paddle_rows_finds_the_paddle():
 # Evaluation functions.
 
 
-def test_mask_spread_hand_computed():
-  constant = np.full((5, 4, 4, 1), 0.3)
-  assert float(pong.mask_spread(constant)['relative_spread']) == pytest.approx(
-      0.0, abs=1e-6)
-  m = np.array([[0.2, 0.4], [0.6, 0.4]])  # 2 frames, 2 pixels
-  out = pong.mask_spread(m)
-  # std over frames: [0.2, 0.0] -> mean 0.1; overall mean 0.4.
-  assert float(out['relative_spread']) == pytest.approx(0.25, rel=1e-5)
-  np.testing.assert_allclose(out['std'], [0.2, 0.0], atol=1e-6)
-  with pytest.raises(ValueError, match='N >= 2'):
-    pong.mask_spread(np.ones((1, 3)))
-
-
 def test_reconstruction_errors_on_the_ball():
   with_ball = pong.to_float(pong.resize_frames(
       np.stack([_screen(ball=(100, 75), player=(60, 140)),

@@ -35,7 +35,7 @@ TensorFlow needed either: frames are stored as zlib-compressed tensors).
 Evaluation pieces (pure NumPy/JAX functions) for Fig. 5 and 6: colour-based
 object maps (`object_maps`: how much of each pixel is ball, player's paddle,
 opponent's paddle), the paddles' column regions (`column_region`), the spread
-of masks across frames (`mask_spread`), crafted frames with a duplicate of the
+of masks across frames (`lanjax.metrics.mask_spread`), crafted frames with a duplicate of the
 player's paddle (`craft_duplicates`, `duplicate_placements`) and the errors of
 a reconstruction on them (`duplicate_errors`, `reconstruction_errors`).
 """
@@ -551,33 +551,6 @@ def paddle_rows(screen, colour=PLAYER) -> Optional[tuple[int, int]]:
 
 # ----------------------------------------------------------------------------
 # Evaluation: masks and reconstructions.
-
-
-def mask_spread(masks) -> dict[str, jax.Array]:
-  r"""How much masks change between frames, relative to their mean.
-
-  .. math:: \mathrm{spread} = \frac{\mathrm{mean}_j\, \mathrm{std}_n A_{nj}}
-                                   {\mathrm{mean}_{n,j} A_{nj}}
-
-  0 for a mask that is the same on every frame; compare it with the same
-  number for another experiment's masks (e.g. translated MNIST).
-
-  Args:
-    masks: ``(N, ...)`` masks (or importance maps) of ``N >= 2`` inputs.
-
-  Returns:
-    ``{'relative_spread': scalar, 'std': (...) per-component std over the
-    frames, 'mean': (...) per-component mean}``.
-  """
-  masks = jnp.asarray(masks, jnp.float32)
-  if masks.ndim < 2 or masks.shape[0] < 2:
-    raise ValueError(f'masks must be (N, ...) with N >= 2 inputs; got shape '
-                     f'{masks.shape}.')
-  std = masks.std(0)
-  mean = masks.mean(0)
-  overall = mean.mean()
-  return {'relative_spread': std.mean() / jnp.where(overall > 0, overall, 1.0),
-          'std': std, 'mean': mean}
 
 
 def reconstruction_errors(x, recon, *, threshold: float = 0.1

@@ -10,7 +10,7 @@ Evaluation (``workdir/metrics.json`` and figures):
 
 * Fig. 5 (``fig5_frames_and_importance.png``): held-out frames and their
   importance ``1 - A(x)``; how much A(x) changes between frames
-  (`pong.mask_spread`, against the same masks with their pixels permuted per
+  (`metrics.mask_spread`, against the same masks with their pixels permuted per
   frame, a mask that changes between frames by construction); the importance
   share on the paddles' columns and on the ball against their area share.
 * F's held-out reconstruction error, over the frame and on the ball
@@ -312,9 +312,9 @@ def evaluate(config, data, task, trained, workdir) -> dict:
 
   # Fig. 5: does the mask change between frames? Against the same masks with
   # their pixels permuted per frame (same values, placed anew per frame).
-  spread = pong.mask_spread(masks)
+  spread = metrics_lib.mask_spread(masks)
   perm = metrics_lib.permuted(jax.random.fold_in(task.keys[2], 3), masks)
-  spread_perm = pong.mask_spread(perm)
+  spread_perm = metrics_lib.mask_spread(perm)
   dev = lambda m, s: (np.abs(np.asarray(m) - np.asarray(s['mean'])).mean(
       (1, 2, 3)) / float(s['mean'].mean()))
   dev_real, dev_perm = dev(masks, spread), dev(perm, spread_perm)

@@ -295,6 +295,8 @@ def evaluate_task(config, data, task, trained, workdir) -> dict:
       'agreement_random_mask_same_mean': float(
           stats['agreement_random_mask'].mean()),
       'mask_mean': float(stats['mask_mean'].mean()),
+      'mask_relative_spread': float(metrics_lib.mask_spread(
+          1.0 - stats['importance'])['relative_spread']),
       'beta': float(config.lan.beta),
       'small_digit_size': int(config.data.small_digit_size),
       'small_digit_norm_accuracy_border': float(norm_acc[rows, cols][border].mean()),
@@ -308,6 +310,10 @@ def evaluate_task(config, data, task, trained, workdir) -> dict:
                                     'importance minus the test-set mean map '
                                     'lies in the box (ties: fraction of tied '
                                     'maxima inside)',
+          'mask_relative_spread': 'mean over pixels of the std of A(x) '
+                                  'across test images over the mean of A(x) '
+                                  '(`metrics.mask_spread`; Pong reports the '
+                                  'same)',
           'agreement_lan_mask': 'agreement of argmax F(x~) with argmax '
                                 'F(x), x~ corrupted by eq. (2) with the LAN '
                                 'mask and one fresh noise sample per image',
