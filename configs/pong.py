@@ -47,7 +47,9 @@ without 0.000044; the ball is still not reconstructed (MSE on its pixels
 spread 3e-5 vs 0.29 for the same masks permuted) and puts 53% of the
 importance on the paddles' columns (4.9% of the area); a duplicate paddle
 is kept 90% in the paddle's column vs 7% elsewhere (240 placements each).
-All four claims hold.
+All four claims hold. The whole default command on a fresh data dir
+(generation, training, evaluation with the comparison) took 17 minutes wall,
+6.7 GB peak memory, at load 2-3, with the same numbers.
 
 Variants (``--config configs/pong.py:VARIANT``):
   (none)  the default above.
