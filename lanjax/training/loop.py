@@ -168,7 +168,11 @@ def fit(update: Callable, state: State, data, *, rng, num_steps: int,
     while done < num_steps:
       if windows is not None and windows.window(done) != current:
         current = windows.window(done)
-        data = None  # the previous window is dropped before the next is read
+        # The previous window is dropped, and the steps still running on it
+        # (dispatch is asynchronous) finish, before the next is read: one
+        # window held, on the host and on the device.
+        data = None
+        jax.block_until_ready(state)
         data = load_window(current)
         if check_inputs:
           validation.check_finite(data, name=f'[{name}] data window {current}')
