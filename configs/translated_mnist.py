@@ -22,6 +22,11 @@ Variants (``--config configs/translated_mnist.py:VARIANT``):
           [0.029, 0.148] against 0.122 [0.065, 0.174] here; its interval is
           over canvas positions, so 4,000 small digits instead of 1,000 left
           it at [0.031, 0.145] and cost 107 s); the other 11 claims held.
+          F 15,000 steps at Adam 2e-3 and A 3,000 steps: 331 s wall (load
+          under 1), F 0.941 / 0.954, the same claim failed again (0.101
+          [0.038, 0.161]; the standard domain's holds, 0.155 [0.129,
+          0.181]), the other 11 held: the corner F's border accuracy gap
+          does not close below 30,000 steps on this evidence.
   paper   the paper's schedule: 100,000 iterations for F and for A, A at
           Adam 1e-4.
   quick   a smoke run in well under a minute (tiny data, a few steps).
