@@ -34,10 +34,11 @@ TensorFlow needed either: frames are stored as zlib-compressed tensors).
 
 Evaluation pieces (pure NumPy/JAX functions) for Fig. 5 and 6: colour-based
 object maps (`object_maps`: how much of each pixel is ball, player's paddle,
-opponent's paddle), the paddles' column regions (`column_region`), the spread
-of masks across frames (`lanjax.metrics.mask_spread`), crafted frames with a duplicate of the
-player's paddle (`craft_duplicates`, `duplicate_placements`) and the errors of
-a reconstruction on them (`duplicate_errors`, `reconstruction_errors`).
+opponent's paddle), the paddles' column regions (`column_region`), crafted
+frames with a duplicate of the player's paddle (`craft_duplicates`,
+`duplicate_placements`) and the errors of a reconstruction on them
+(`duplicate_errors`, `reconstruction_errors`). How much masks change across
+frames is `lanjax.metrics.mask_spread`.
 """
 
 from __future__ import annotations

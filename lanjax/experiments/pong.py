@@ -10,9 +10,10 @@ Evaluation (``workdir/metrics.json`` and figures):
 
 * Fig. 5 (``fig5_frames_and_importance.png``): held-out frames and their
   importance ``1 - A(x)``; how much A(x) changes between frames
-  (`metrics.mask_spread`, against the same masks with their pixels permuted per
-  frame, a mask that changes between frames by construction); the importance
-  share on the paddles' columns and on the ball against their area share.
+  (`metrics.mask_spread`, against the same masks with their pixels permuted
+  per frame, a mask that changes between frames by construction); the
+  importance share on the paddles' columns and on the ball against their
+  area share.
 * F's held-out reconstruction error, over the frame and on the ball
   (`pong.reconstruction_errors`).
 * Fig. 6 (``fig6_duplicate_paddle.png``): crafted frames with a duplicate of

@@ -240,6 +240,16 @@ def lan_update(config: Config, task: Task, f_graphdef, lan_graphdef,
       **lan_options(config.lan))
 
 
+def _sized(task: Task, batch_size, part: str):
+  """``task.train_data``; windowed (`training.Windows`): the windows read
+  for ``window size / batch_size`` steps each, refused (ValueError naming
+  ``config.<part>.batch_size``) where the batch does not divide a window."""
+  if isinstance(task.train_data, training.Windows):
+    return task.train_data.for_batch(batch_size,
+                                     what=f'config.{part}.batch_size')
+  return task.train_data
+
+
 def lan_data(task: Task, f_params, batch_size: Optional[int] = None):
   """The data A's step reads: the task's data, F's parameters and H.
 
@@ -252,19 +262,14 @@ def lan_data(task: Task, f_params, batch_size: Optional[int] = None):
              else task.noise_from_data(train))
     return {**train, 'f_params': f_params, 'noise': noise}
 
-  if isinstance(task.train_data, training.Windows):
-    return task.train_data.for_batch(
-        batch_size, what='config.lan.batch_size').map(build)
-  return build(task.train_data)
+  data = _sized(task, batch_size, 'lan')
+  return data.map(build) if isinstance(data, training.Windows) else build(data)
 
 
 def f_data(config: Config, task: Task):
   """The data F's step reads: ``task.train_data`` (windowed: a window is read
   for window size / ``config.f.batch_size`` steps)."""
-  if isinstance(task.train_data, training.Windows):
-    return task.train_data.for_batch(config.f.batch_size,
-                                     what='config.f.batch_size')
-  return task.train_data
+  return _sized(task, config.f.batch_size, 'f')
 
 
 # ----------------------------------------------------------------------------
@@ -280,7 +285,7 @@ def train_task(config: Config, task: Task, workdir: str, mesh=None):
   where = task_dir(workdir, task)
   # Windows that do not fit a batch size are refused before anything runs.
   train_data = f_data(config, task)
-  lan_data(task, None, config.lan.batch_size)
+  _sized(task, config.lan.batch_size, 'lan')
   f_graphdef, f_state = initial_state(task.make_f, config.f)
   training.check_divisible(config.f.batch_size, mesh)
   f_ckpt = f_checkpoint_dir(config, workdir, task)
