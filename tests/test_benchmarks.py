@@ -16,7 +16,6 @@ from conftest import ROOT, subprocess_env
 from lanjax import training
 from lanjax.data import translated_mnist as tm
 from lanjax.models import ConvClassifier
-from lanjax.models import classifiers
 
 _LAN_KEYS = {
     'batch_size', 'num_samples', 'chunk_size', 'step_s', 'cpu_s_per_step',
@@ -151,22 +150,6 @@ def test_sample_positions_covers_exactly_the_allowed_corners():
   traced = jax.jit(lambda a: tm.sample_positions(jax.random.key(0), 500, a))(
       jnp.asarray(allowed))
   assert np.asarray(allowed)[traced[:, 0], traced[:, 1]].all()
-
-
-@pytest.mark.parametrize('size,kernel,stride,channels', [
-    (28, 4, 2, 1), (14, 4, 2, 10), (7, 4, 2, 3), (9, 6, 3, 2), (8, 3, 2, 1)])
-def test_space_to_depth_conv_equals_strided_conv(size, kernel, stride,
-                                                 channels):
-  conv = nnx.Conv(channels, 5, (kernel, kernel), strides=stride,
-                  padding='SAME', rngs=nnx.Rngs(0))
-  x = jax.random.normal(jax.random.key(1), (3, size, size + 1, channels))
-  want = conv(x)
-  got = classifiers._conv(conv, x)  # pylint: disable=protected-access
-  assert got.shape == want.shape
-  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-  gx = jax.grad(lambda x: classifiers._conv(conv, x).sum())(x)  # pylint: disable=protected-access
-  np.testing.assert_allclose(gx, jax.grad(lambda x: conv(x).sum())(x),
-                             rtol=1e-5, atol=1e-5)
 
 
 def test_conv_classifier_is_the_paper_network():

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lanjax.models import conv_ops
+
 
 class ConvAutoencoder(nnx.Module):
   """Strided convolutions down, strided transposed convolutions up.
@@ -32,6 +34,8 @@ class ConvAutoencoder(nnx.Module):
 
   Example:
     >>> from flax import nnx
+
+from lanjax.models import conv_ops
     >>> import jax.numpy as jnp
     >>> f = ConvAutoencoder((64, 64, 3), rngs=nnx.Rngs(0))
     >>> f(jnp.zeros((2, 64, 64, 3))).shape
@@ -81,9 +85,11 @@ class ConvAutoencoder(nnx.Module):
     layers = [*self.encoder, *self.decoder]
     keys = (jax.random.split(dropout_key, len(layers) - 1)
             if dropout_key is not None else [None] * (len(layers) - 1))
-    for layer, key in zip(layers[:-1], keys):
-      x = jax.nn.leaky_relu(layer(x), self.negative_slope)
+    apply = ([conv_ops.conv] * len(self.encoder)
+             + [conv_ops.conv_transpose] * len(self.decoder))
+    for layer, op, key in zip(layers[:-1], apply, keys):
+      x = jax.nn.leaky_relu(op(layer, x), self.negative_slope)
       if key is not None and self.dropout_rate > 0:
         keep = jax.random.bernoulli(key, 1.0 - self.dropout_rate, x.shape)
         x = jnp.where(keep, x / (1.0 - self.dropout_rate), 0.0)
-    return jax.nn.sigmoid(layers[-1](x))
+    return jax.nn.sigmoid(conv_ops.conv_transpose(layers[-1], x))

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lanjax.models import conv_ops
 from lanjax.models.lan import LatentAttentionNetwork
 
 # (features, stride, kernel size) of appendix B.
@@ -154,7 +155,7 @@ class CifarConvNet(nnx.Module):
     keys = (list(jax.random.split(dropout_key, n)) if dropout_key is not None
             else [None] * n)
     for conv, key in zip(self.convs, keys):
-      x = jax.nn.leaky_relu(conv(x), self.negative_slope)
+      x = jax.nn.leaky_relu(conv_ops.conv(conv, x), self.negative_slope)
       if self.lrn:
         x = local_response_norm(x)
       x = dropout(key, x, self.conv_dropout_rate)

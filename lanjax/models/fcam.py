@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lanjax.data import sdc as sdc_data
-from lanjax.models import classifiers
+from lanjax.models import conv_ops
 
 
 def sparsemax(z, axis: int = -1):
@@ -105,7 +105,7 @@ class SegmentNet(nnx.Module):
 
   def __call__(self, x, *, dropout_key=None):
     for conv in self.convs:
-      x = jax.nn.relu(classifiers._conv(conv, x))  # pylint: disable=protected-access
+      x = jax.nn.relu(conv_ops.conv(conv, x))
     h = x.reshape(x.shape[0], -1)
     keys = (jax.random.split(dropout_key, max(len(self.hidden), 1))
             if dropout_key is not None else [None] * len(self.hidden))
@@ -263,5 +263,5 @@ class MosaicCNN(nnx.Module):
           f'The MosaicCNN was built for inputs of shape {self.input_shape} '
           f'per example but got a batch of shape {tuple(x.shape)}.')
     for conv in self.convs:
-      x = jax.nn.relu(classifiers._conv(conv, x))  # pylint: disable=protected-access
+      x = jax.nn.relu(conv_ops.conv(conv, x))
     return self.mlp(x.max(axis=(1, 2)), dropout_key=dropout_key)[1]

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lanjax.models import conv_ops
+
 
 def _check_input(input_shape, x):
   if tuple(x.shape[1:]) != input_shape:
@@ -124,8 +126,8 @@ class ConvLatentAttentionNetwork(nnx.Module):
     _check_input(self.input_shape, x)
     h = x
     for conv in self.convs:
-      h = jax.nn.leaky_relu(conv(h), self.negative_slope)
-    h = self.head(h)
+      h = jax.nn.leaky_relu(conv_ops.conv(conv, h), self.negative_slope)
+    h = conv_ops.conv(self.head, h)
     return jax.image.resize(h, (x.shape[0],) + self.mask_shape, 'linear')
 
   def __call__(self, x):
