@@ -108,6 +108,7 @@ class LanSetup:
     f_apply: ``f_apply(params, x) -> F(x)``.
     input_shape: one example's shape.
     batch_size: the default batch size.
+    cpu_max_inputs: the experiment's CPU tiling (``config.lan``).
   """
   lan_update: Callable[..., Callable]
   lan_state: Any
@@ -120,6 +121,11 @@ class LanSetup:
   input_shape: tuple
   batch_size: int = 128
   f_apply: Optional[Callable] = None
+  cpu_max_inputs: int = 64
+
+
+# ``cpu_max_inputs`` argument: the experiment's own ``config.lan`` value.
+CONFIG = 'config'
 
 
 def experiment_setup(name: str, variant: Optional[str] = None,
@@ -142,11 +148,12 @@ def experiment_setup(name: str, variant: Optional[str] = None,
   lan_graphdef, lan_state = skeleton.initial_state(task.make_lan, config.lan)
 
   def lan_update(batch_size, num_samples, chunk_size=None,
-                 cpu_max_inputs=1024):
+                 cpu_max_inputs=CONFIG):
     c = config.copy_and_resolve_references()
     c.lan.batch_size, c.lan.num_samples = batch_size, num_samples
     c.lan.chunk_size = chunk_size or 0
-    c.lan.cpu_max_inputs = cpu_max_inputs or 0
+    if cpu_max_inputs != CONFIG:
+      c.lan.cpu_max_inputs = cpu_max_inputs or 0
     t = experiment.tasks(c, data)[task_index]
     return skeleton.lan_update(c, t, f_graphdef, lan_graphdef)
 
@@ -170,7 +177,8 @@ def experiment_setup(name: str, variant: Optional[str] = None,
       make_inputs=make_inputs, f_update=f_update, f_state=f_state,
       f_data=task.train_data, mask_fn=skeleton.apply_fn(lan_graphdef),
       input_shape=tuple(x0.shape[1:]), batch_size=config.lan.batch_size,
-      f_apply=skeleton.apply_fn(f_graphdef))
+      f_apply=skeleton.apply_fn(f_graphdef),
+      cpu_max_inputs=config.lan.cpu_max_inputs)
 
 
 def translated_mnist_setup() -> LanSetup:
@@ -353,8 +361,10 @@ def time_fn(fn, *args, repeats: int, calls_per_run: int = 1) -> float:
 def bench_lan(setup: LanSetup, *, batch_size: int, num_samples: int,
               chunk_size: Optional[int], steps_per_run: int, repeats: int,
               peak_flops: float, warmup_s: float = 1.0,
-              cpu_max_inputs: Optional[int] = 1024) -> dict:
+              cpu_max_inputs=CONFIG) -> dict:
   """One LAN-step measurement (see `time_update`) with derived rates."""
+  if cpu_max_inputs == CONFIG:
+    cpu_max_inputs = setup.cpu_max_inputs
   update = setup.lan_update(batch_size, num_samples, chunk_size,
                             cpu_max_inputs)
   r = time_update(update, setup.lan_state, setup.lan_data,

@@ -168,6 +168,27 @@ class MaskNet(torch.nn.Module):
         (x.shape[0],) + self.mask_shape)
 
 
+class ConvMaskNet(torch.nn.Module):
+  """`lanjax.models.ConvLatentAttentionNetwork`: stride-2 convs (leaky
+  ReLU), a 1x1 conv head, its logits resized (bilinear, half-pixel centres:
+  `jax.image.resize`'s 'linear' when enlarging) to the mask, sigmoid."""
+
+  def __init__(self, p, input_shape, mask_shape):
+    super().__init__()
+    self.convs, size, _ = _stride2_convs(p, '', input_shape[0],
+                                         input_shape[-1])
+    self.head = Conv(p['head/kernel'], p['head/bias'], 1, size)
+    self.requires_grad_(True)
+    self.mask_hw = tuple(mask_shape[:2])
+
+  def forward(self, x):
+    for conv in self.convs:
+      x = tf.leaky_relu(conv(x), 0.01)
+    logits = tf.interpolate(self.head(x), size=self.mask_hw, mode='bilinear',
+                            align_corners=False)
+    return torch.sigmoid(logits)
+
+
 # ----------------------------------------------------------------------------
 # The black boxes F.
 
@@ -477,7 +498,13 @@ def build(name: str, setup, *, batch_size: int, num_samples: int,
                      / torch.where(total > 0, total, 1.0))
   else:
     raise ValueError(f'No torch peer for {name!r}.')
-  a = MaskNet(ap, shape, mask_shape)
+  arch = config.lan.get('arch', 'mlp')
+  if arch == 'conv':
+    a = ConvMaskNet(ap, shape, mask_shape)
+  elif arch == 'mlp':
+    a = MaskNet(ap, shape, mask_shape)
+  else:
+    raise ValueError(f'No torch peer for the A architecture {arch!r}.')
   return Peer(f, a, draw_x, draw_eta, batch_size=batch_size,
               num_samples=num_samples, beta=float(config.lan.beta),
               learning_rate=float(config.lan.learning_rate), loss=loss)

@@ -77,7 +77,7 @@ def base_config(experiment: str, *, dataset: str = '',
   c.lan.num_samples = 1  # K noise samples per example
   c.lan.chunk_size = 0  # >0: at most this many noise samples at once
   c.lan.chunk_memory_mb = 0  # >0: chunk_size from this memory budget
-  c.lan.cpu_max_inputs = 1024  # CPU: tile K x B beyond this (0: never)
+  c.lan.cpu_max_inputs = 64  # CPU: tile K x B beyond this (0: never)
   c.lan.batch_size = 128
   c.lan.num_steps = 10_000
 

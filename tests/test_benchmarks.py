@@ -188,15 +188,15 @@ def test_colab_notebook_is_small_valid_and_without_outputs():
 # the benchmark prints means nothing.
 
 
-def _peer(name, batch_size=3, num_samples=2):
+def _peer(name, batch_size=3, num_samples=2, variant='quick'):
   torch = pytest.importorskip('torch')
   sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
   import run as bench  # pylint: disable=g-import-not-at-top
   import torch_peers  # pylint: disable=g-import-not-at-top
   torch.manual_seed(0)
-  setup = bench.experiment_setup(name, 'quick')
+  setup = bench.experiment_setup(name, variant)
   peer = torch_peers.build(name, setup, batch_size=batch_size,
-                           num_samples=num_samples, variant='quick')
+                           num_samples=num_samples, variant=variant)
   return torch, bench, setup, peer
 
 
@@ -206,14 +206,17 @@ def _nhwc(t):
 
 
 @pytest.mark.parametrize(
-    'name', ['translated_mnist', 'pong', 'sdc',
-             # ~10-20 s each to build (eager ops of the synthetic data):
-             pytest.param('newsgroups', marks=pytest.mark.slow),
-             pytest.param('cifar10', marks=pytest.mark.slow)])
-def test_torch_peer_computes_the_jax_networks(name):
+    'name,variant', [('translated_mnist', 'quick'), ('pong', 'quick'),
+                     ('sdc', 'quick'),
+                     ('sdc', None),  # the default's convolutional A
+                     # ~10-20 s each to build (eager ops of the synthetic data):
+                     pytest.param('newsgroups', 'quick',
+                                  marks=pytest.mark.slow),
+                     pytest.param('cifar10', 'quick', marks=pytest.mark.slow)])
+def test_torch_peer_computes_the_jax_networks(name, variant):
   """F and A of the peer equal the experiment's (same parameters, NCHW
   layout): a wrong padding, kernel flip or flatten order breaks this."""
-  torch, _, setup, peer = _peer(name)
+  torch, _, setup, peer = _peer(name, variant=variant)
   x = peer.draw_x(4)
   xj = jnp.asarray(_nhwc(x))
   with torch.no_grad():

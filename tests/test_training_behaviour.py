@@ -302,10 +302,11 @@ def test_lan_update_chunks_as_configured():
   assert lengths(cpu_max_inputs=31) == ([1], False)  # chunk of 7, tail of 1
   assert lengths(cpu_max_inputs=2) == ([8], False)  # at least one sample
   assert lengths(cpu_max_inputs=None) == ([], False)
-  assert lengths() == ([], False)  # default cap 1024
-  # The default cap is 1024 inputs: 128 x 8 fits; 205 x 5 = 1025 does not
-  # (one chunk of 1024 // 205 = 4 samples and a tail of 1).
-  for b, k, expected in ((128, 8, []), (205, 5, [1])):
+  assert lengths() == ([], False)  # default cap 64: 4 x 8 fits
+  # The default cap is 64 inputs: 8 x 8 fits; 128 x 8 is evaluated one noise
+  # sample at a time (8 chunks); 21 x 5 = 105 in a chunk of 64 // 21 = 3
+  # samples and a tail of 2.
+  for b, k, expected in ((8, 8, []), (128, 8, [8]), (21, 5, [1])):
     update = training.lan_update(graphdef, tx, _f_apply,
                                  lambda d, key: d['pool'], beta=1.0,
                                  num_samples=k)

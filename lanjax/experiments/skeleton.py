@@ -185,7 +185,7 @@ def lan_options(lan: Config) -> dict:
       beta=float(lan.beta), num_samples=int(lan.num_samples),
       chunk_size=lan.get('chunk_size', 0) or None,
       chunk_memory=int(lan.get('chunk_memory_mb', 0) * 2 ** 20) or None,
-      cpu_max_inputs=lan.get('cpu_max_inputs', 1024) or None,
+      cpu_max_inputs=lan.get('cpu_max_inputs', 64) or None,
       fidelity_budget=lan.get('fidelity_budget', 0.0) or None,
       beta_learning_rate=float(lan.get('beta_learning_rate', 0.02)))
 

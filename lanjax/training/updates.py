@@ -110,7 +110,7 @@ def lan_update(graphdef, tx, f_apply: Callable, batch_fn: Callable, *,
                output_loss: Callable = losses_lib.softmax_cross_entropy,
                chunk_size: Optional[int] = None,
                chunk_memory: Optional[int] = None,
-               cpu_max_inputs: Optional[int] = 1024, mesh=None,
+               cpu_max_inputs: Optional[int] = 64, mesh=None,
                fidelity_budget: Optional[float] = None,
                beta_learning_rate: float = 0.02):
   r"""Builds the update that trains the LAN A with F frozen (eq. 3).
@@ -150,10 +150,14 @@ def lan_update(graphdef, tx, f_apply: Callable, batch_fn: Callable, *,
       `objective.chunk_size_for_memory`.
     cpu_max_inputs: on CPU, when neither of the above is set, the most
       corrupted inputs F evaluates at once per device: larger ``B * K`` is
-      tiled into chunks of noise samples (activations kept, nothing
-      recomputed), because beyond the CPU's caches every evaluation costs up
-      to 2x more (benchmarks/results.md). None or 0: never; ignored on GPU
-      and TPU, which want the largest batch.
+      tiled into chunks of noise samples, at least one (activations kept,
+      nothing recomputed). The default 64 evaluates a batch of 64 or more one
+      noise sample at a time: for every convolutional F of the experiments,
+      at K = 8 and 32, that ran 1.1-2x faster per evaluation than larger
+      tiles (2-core CPU, benchmarks/results.md: their activations stay in
+      the caches); an F that is one large matrix product (20 Newsgroups)
+      prefers larger tiles, its config sets 1024. None or 0: never; ignored
+      on GPU and TPU, which want the largest batch.
     mesh: optional device mesh for the batch.
     fidelity_budget: None for a fixed ``beta``; else the budget ``epsilon``
       (> 0) of the mean excess fidelity loss, and ``beta`` is adapted from
