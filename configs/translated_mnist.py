@@ -66,7 +66,7 @@ def get_config(arg=None):
   config.lan.noise = 'bootstrap'  # translated training digits
   config.lan.num_samples = 1
   config.lan.batch_size = 128
-  config.lan.num_steps = 10_000
+  config.lan.num_steps = 5_000
 
   config.eval.num_examples = 10_000
   config.eval.num_figure_examples = 8

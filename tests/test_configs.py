@@ -92,7 +92,7 @@ def test_gpu_variant_trades_steps_for_batch(name):
     assert gpu[part].learning_rate == pytest.approx(
         2 * base[part].learning_rate)
   assert gpu.log_every == max(1, base.log_every // 4)
-  assert base.steps_per_dispatch == 1 and gpu.steps_per_dispatch > 1
+  assert base.steps_per_dispatch > 1 and gpu.steps_per_dispatch > 1
   assert gpu.log_every % gpu.steps_per_dispatch == 0
 
 
@@ -106,3 +106,30 @@ def test_newsgroups_refuses_an_empty_comparison_before_training():
     config_lib.validate(config)
   config.eval.compare_examples = 8
   config_lib.validate(config)
+
+
+def test_cosine_lr_schedule_decays_to_zero_over_the_steps():
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from lanjax.experiments import skeleton  # pylint: disable=g-import-not-at-top
+  part = load_config('translated_mnist').f
+  part.learning_rate, part.num_steps = 0.1, 10
+  params = {'w': jnp.zeros(())}
+
+  def step_sizes(schedule):
+    part.lr_schedule = schedule
+    tx = skeleton.optimizer(part)
+    state, sizes = tx.init(params), []
+    for _ in range(part.num_steps):
+      updates, state = tx.update({'w': jnp.ones(())}, state, params)
+      sizes.append(abs(float(updates['w'])))
+    return sizes
+
+  constant, cosine = step_sizes('constant'), step_sizes('cosine')
+  assert constant == pytest.approx([0.1] * 10, rel=1e-3)  # Adam: lr per step
+  assert cosine[0] == pytest.approx(0.1, rel=1e-3)
+  assert all(a > b for a, b in zip(cosine, cosine[1:]))
+  assert cosine[-1] < 0.01
+  config = load_config('translated_mnist')
+  config.f.lr_schedule = 'linear'
+  with pytest.raises(config_lib.ConfigError, match='lr_schedule'):
+    config_lib.validate(config)

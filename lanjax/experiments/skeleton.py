@@ -150,7 +150,13 @@ class Experiment:
 
 
 def optimizer(part: Config) -> optax.GradientTransformation:
-  """Adam at ``part.learning_rate`` (``config.f`` or ``config.lan``)."""
+  """Adam at ``part.learning_rate`` (``config.f`` or ``config.lan``), held
+  constant, or with ``part.lr_schedule = 'cosine'`` decayed to 0 over
+  ``part.num_steps`` (`optax.cosine_decay_schedule`)."""
+  schedule = part.get('lr_schedule', 'constant')
+  if schedule == 'cosine':
+    return optax.adam(optax.cosine_decay_schedule(
+        float(part.learning_rate), int(part.num_steps)))
   return optax.adam(part.learning_rate)
 
 
