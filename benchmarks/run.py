@@ -755,31 +755,38 @@ def profile_step(update, state, data, *, steps: int, top: int = 12) -> dict:
 # What the profile showed on this project's 2-core CPU (2026-11-23, jax
 # 0.10.2); rendered under the profile tables of results.md.
 PROFILE_FINDINGS = """\
-Findings (translated MNIST, 2-core CPU, jax 0.10.2, this run and a trace at
-load ~9): at K = 8 the step is F's forward and backward on the 1,024
-corrupted inputs. The second convolution (10 -> 20 channels, 2x2 kernel on
-the 8x8x40 space-to-depth input, YNNPACK) takes about a third of the op time
-at ~6 GFLOP/s of thread time, far below the matmul rate: 40 input and 20
-output channels are too few for its micro-kernels. The space-to-depth
-rearrangements of the two convolutions' inputs (`copy_bitcast_fusion`,
-transposes of (1024, 15, 15, 4) and (1024, 8, 8, 40)) take another ~23%:
-memory traffic, not arithmetic. In F's own training step the kernel
-gradient of that convolution (a convolution over the batch after a
-transpose of x, `transpose_copy_fusion`) takes ~32%, and placing the digits
-on the canvas (`bitcast_pad_fusion`) ~11%. Tried: the kernel gradient as
-one matrix product per kernel tap (no gain: 7.8 vs 8.0 ms CPU per F step,
-reverted); the same gradient written as a canonical NHWC/HWIO convolution
-(kept: bitwise the same step outside loops, and inside
-`training.multi_step`'s loop, where XLA:CPU ran JAX's layout as a naive
-convolution, F's step went from 7x to 1.15x the cost of a lone step);
-the first convolution (16-wide patches after space-to-depth) as one matrix
-product over its patches (im2col, `classifiers.IM2COL_MAX_WIDTH`): kept, F's
-step 7.0 -> 6.4 ms CPU, the LAN step at K = 1 10.6 -> 9.4 ms, K = 8
-unchanged (6 interleaved runs each, load ~10); the second (160-wide
-patches) that way: slower than YNNPACK's convolution (45 vs 12 ms CPU
-forward on 1,024 inputs), left as a convolution. What remains is the small-channel convolutions themselves: a rewrite of
-F's first layers as dense matrix products over patches with the K noise
-copies fused into the patch gather is the next step, not done."""
+Findings (2-core CPU, jax 0.10.2; traces of the LAN step, `profile_step`).
+2026-12-07, Pong (K = 8, batch 32, before the fix): 70% of the op time was
+convolutions XLA:CPU runs outside its fast kernels (YNNPACK): the
+decoder's transposed convolutions (`lax.conv_transpose`: a convolution of
+the stride-dilated input, 35%) and the input gradients of every strided
+convolution (convolutions of a dilated cotangent, 35%). Fix
+(`lanjax.models.conv_ops`, every model's convolutions): a transposed
+convolution is one stride-1 convolution with s x s times the output
+channels, one group per output phase, and a depth-to-space rearrangement
+(sub-pixel convolution); a strided convolution keeps XLA's strided forward
+pass and takes its gradients from the space-to-depth form (stride-1
+convolutions; kernels that are multiples of the stride use that form
+forward too); all gradients are stride-1 convolutions in canonical
+layouts. Same values and gradients (tests/test_conv_ops.py). Pong's LAN
+step at K = 8 went from 63 to 141 examples/s, CIFAR-10's from about 107
+to 141 (interleaved runs, quiet machine). Second finding, every
+convolutional F (translated MNIST, SDC, CIFAR-10, Pong) at K = 8 and 32:
+evaluating F on one noise sample of the batch at a time (64-128 inputs)
+ran 1.1-2x faster per evaluation than on 1,024 inputs at once (their
+activations stay in the caches; translated MNIST K = 8: 6,614 vs 3,230
+examples/s); `cpu_max_inputs` is now 64 (20 Newsgroups, one large matrix
+product, keeps 1,024). Third: several steps per call (`fori_loop`,
+`steps_per_dispatch`) made `training.fit` 1.1-1.4x faster on the CPU too,
+now the default. Earlier (2026-11-23, translated MNIST): the second
+convolution (10 -> 20 channels) runs at ~6 GFLOP/s of thread time, far
+below the matmul rate, with too few channels for YNNPACK's micro-kernels;
+the first runs as one matrix product over its 16-wide patches (im2col).
+What remains on SDC at K = 1 (lanjax 0.6x torch): half the op time is the
+kernel gradient of the convolutional A's strided convolutions (a
+convolution with the batch contracted, ~16 GFLOP/s); one matrix product
+per kernel tap instead was no faster (interleaved, 494 vs 501 examples/s),
+not kept."""
 
 
 def bench_profile(*, ks, steps: int, batch_size: Optional[int] = None) -> dict:
@@ -808,7 +815,7 @@ PLANS = {
                  memory=dict(batch_size=8, num_samples=256,
                              chunk_sizes=(None, 32, 8)),
                  peers=dict(ks=(1, 8, 32), repeats=3, min_run_s=0.6),
-                 explain=dict(batch_size=4, lan_batch_size=1024, repeats=3,
+                 explain=dict(batch_size=32, lan_batch_size=1024, repeats=3,
                               budget_s=5.0, lan_steps=10),
                  profile=dict(ks=(1, 8), steps=20)),
     'quick': dict(ks=(1, 4), batch_sizes=(16,), k_for_batch_sweep=4,
@@ -1090,7 +1097,10 @@ def markdown(results) -> str:
               'settings (integrated gradients 50 steps, SmoothGrad 50 '
               'samples, occlusion 4x4 windows at stride 2, RISE 500 masks, '
               'eq. 3 optimised per example for 100 steps of 8 samples), one '
-              'jitted call per batch. LAN = A\'s forward pass (masks/s); '
+              'jitted call per batch (of '
+              f'{results["explanations"][0]["batch_size"]} examples; the '
+              f'LAN\'s of {results["explanations"][0]["lan_batch_size"]}). '
+              'LAN = A\'s forward pass (masks/s); '
               'the others maps/s. "A training" = the LAN step at the '
               'experiment\'s default K and batch times its '
               '`config.lan.num_steps`.', '']
