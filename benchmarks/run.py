@@ -823,7 +823,7 @@ PLANS = {
                   mask_batches=(256,), steps_per_run=2, repeats=2,
                   warmup_s=0.0,
                   matmul_n=256, batch_size=32,
-                  memory=dict(batch_size=2, num_samples=16,
+                  memory=dict(batch_size=2, num_samples=32,
                               chunk_sizes=(None, 4)),
                   peers=dict(ks=(1, 2), repeats=2, min_run_s=0.02,
                              batch_size=16, names=('translated_mnist',)),
