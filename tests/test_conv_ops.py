@@ -18,14 +18,21 @@ CASES = [(4, 2, 'SAME', 14), (5, 2, 'SAME', 16), (3, 2, 'SAME', 9),
 
 
 def _check(layer, op, x):
-  want, got = layer(x), op(layer, x)
+  """``op(layer, x)`` equals ``layer(x)``, with the gradients of both with
+  respect to x and the layer's parameters (each side one jitted call)."""
+  graphdef, params = nnx.split(layer)
+
+  def value_and_grads(apply):
+    def f(p, x):
+      out = apply(nnx.merge(graphdef, p), x)
+      return out, jax.grad(lambda p, x: (apply(nnx.merge(graphdef, p), x) ** 2
+                                         ).sum(), argnums=(0, 1))(p, x)
+    return jax.jit(f)(params, x)
+
+  got, (gp, gx) = value_and_grads(op)
+  want, (wp, wx) = value_and_grads(lambda m, x: m(x))
   assert got.shape == want.shape
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-  graphdef, params = nnx.split(layer)
-  loss = lambda apply: lambda p, x: (apply(nnx.merge(graphdef, p), x) ** 2
-                                     ).sum()
-  (gp, gx) = jax.grad(loss(op), argnums=(0, 1))(params, x)
-  (wp, wx) = jax.grad(loss(lambda m, x: m(x)), argnums=(0, 1))(params, x)
   np.testing.assert_allclose(gx, wx, rtol=1e-4, atol=1e-4)
   for g, w in zip(jax.tree.leaves(gp), jax.tree.leaves(wp)):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-3)
