@@ -376,7 +376,8 @@ def bench_lan(setup: LanSetup, *, batch_size: int, num_samples: int,
       calls_per_run=steps_per_run)
   f_evals = batch_size * num_samples
   tiled = (jax.default_backend() == 'cpu' and cpu_max_inputs
-           and batch_size * num_samples > cpu_max_inputs)
+           and batch_size * num_samples > cpu_max_inputs
+           and num_samples > max(1, cpu_max_inputs // batch_size))
   if chunk_size or tiled:
     # XLA's cost analysis counts a loop body once, not once per iteration:
     # take the FLOPs of the same step compiled without chunks.

@@ -34,8 +34,6 @@ class ConvAutoencoder(nnx.Module):
 
   Example:
     >>> from flax import nnx
-
-from lanjax.models import conv_ops
     >>> import jax.numpy as jnp
     >>> f = ConvAutoencoder((64, 64, 3), rngs=nnx.Rngs(0))
     >>> f(jnp.zeros((2, 64, 64, 3))).shape

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from lanjax.models import conv_ops
@@ -35,7 +34,7 @@ class ConvClassifier(nnx.Module):
     layers = []
     for feat in features:
       layers.append(nnx.Conv(c, feat, (kernel_size, kernel_size),
-                            strides=stride, padding='SAME', rngs=rngs))
+                             strides=stride, padding='SAME', rngs=rngs))
       c = feat
       h, w = -(-h // stride), -(-w // stride)
     self.convs = nnx.List(layers)

@@ -6,9 +6,11 @@ summation order, same parameters, so checkpoints are unchanged), but only
 ever through stride-1, undilated, canonical NHWC/HWIO convolutions, forward
 and backward:
 
-* a stride-``s`` convolution is a stride-1 convolution of the ``s x s``
-  space-to-depth rearranged input (its kernel zero-padded to a multiple of
-  ``s`` where needed);
+* a stride-``s`` convolution whose kernel is a multiple of ``s`` is a
+  stride-1 convolution of the ``s x s`` space-to-depth rearranged input;
+  other strided convolutions keep XLA's strided forward pass (which it runs
+  fast) and take their gradients from that form, the kernel zero-padded to
+  a multiple of ``s``;
 * a stride-``s`` transposed convolution is a stride-1 convolution with
   ``s * s`` times the output channels, one group per output phase, followed
   by the inverse (depth-to-space) rearrangement ("sub-pixel" convolution);
