@@ -31,7 +31,8 @@ def quick(tmp_path_factory):
       # One setup (the tests read translated MNIST's rows; every setup's
       # networks are built by test_torch_peer_computes_the_jax_networks).
       [sys.executable, os.path.join(ROOT, 'benchmarks', 'run.py'), '--quick',
-       '--setups', 'translated_mnist', '--out', str(out)], cwd=ROOT, env=subprocess_env(JAX_PLATFORMS='cpu'),
+       '--setups', 'translated_mnist', '--out', str(out)], cwd=ROOT,
+      env=subprocess_env(xla_defaults=True, JAX_PLATFORMS='cpu'),
       capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
   with open(out / 'results.json') as fh:
