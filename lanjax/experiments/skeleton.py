@@ -301,7 +301,11 @@ def train_task(config: Config, task: Task, workdir: str, mesh=None):
     f_apply = apply_fn(f_graphdef)
     f_eval = None
     if task.f_eval is not None:
-      f_eval_jit = jax.jit(lambda p: task.f_eval(functools.partial(f_apply, p)))
+      # The test set the task's f_eval closes over is an argument of the
+      # compiled program, not a constant XLA folds at compile time.
+      f_eval_jit = training.jit_hoisting_constants(
+          lambda p: task.f_eval(functools.partial(f_apply, p)),
+          f_state['params'])
       f_eval = lambda s: f_eval_jit(s['params'])
     f_state = training.fit(
         f_update(config, task, f_graphdef, mesh), f_state, train_data,

@@ -34,7 +34,7 @@ One module per concern:
 * `sharding`: `make_mesh`, `replicate`, `shard_batch`;
 * `windows`: `Windows`, and `windows.from_source` over a random-access
   data source (``tfds.data_source``);
-* `xla`: `compiler_options` and `jit` with them.
+* `xla`: `compiler_options` and `jit` with them; `jit_hoisting_constants`.
 
 Every name is re-exported here: ``from lanjax import training;
 training.fit(...)``.
@@ -51,7 +51,8 @@ from lanjax.training.updates import (
     State, apply_gradients, classifier_update, init_state, lan_update)
 from lanjax.training import windows
 from lanjax.training.windows import Windows
-from lanjax.training.xla import compiler_options, jit, platform_of
+from lanjax.training.xla import (
+    compiler_options, jit, jit_hoisting_constants, platform_of)
 from lanjax.validation import check_lan_setup  # pylint: disable=unused-import
 
 __all__ = [
