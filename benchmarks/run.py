@@ -791,11 +791,23 @@ now the default. Earlier (2026-11-23, translated MNIST): the second
 convolution (10 -> 20 channels) runs at ~6 GFLOP/s of thread time, far
 below the matmul rate, with too few channels for YNNPACK's micro-kernels;
 the first runs as one matrix product over its 16-wide patches (im2col).
-What remains on SDC at K = 1 (lanjax 0.6x torch): half the op time is the
-kernel gradient of the convolutional A's strided convolutions (a
-convolution with the batch contracted, ~16 GFLOP/s); one matrix product
-per kernel tap instead was no faster (interleaved, 494 vs 501 examples/s),
-not kept."""
+What remains on SDC at K = 1 (lanjax 0.5-0.6x torch): half the op time is
+the kernel gradient of the convolutional A's strided convolutions (a
+convolution with the batch contracted, ~16-20 GFLOP/s). One matrix product
+per kernel tap computes it 1.8-2.2x faster alone (the layer's shapes, jitted
+by itself), but inside the step XLA materialises each tap's shifted slice of
+the input first (nine copies per layer), which cost what the products saved
+(interleaved: 7.9 vs 8.0 steps/s); not kept. Later the same day: the
+optimiser step of `training.apply_gradients` had selected between the new
+and the old parameters and Adam state element-wise (its non-finite guard),
+~21% of Pong's K = 1 op time; it now runs inside a `lax.cond` on the loss
+and the gradient norm being finite (Pong K = 1 1.13x, SDC 1.05x,
+translated MNIST 1.07x, interleaved; compiled with the state donated, as
+`fit` runs it, the step's temporaries fell too, e.g. Pong K = 256 chunked by
+8: 174 -> 125 MiB). Pong at K = 8 (1.1x torch) now spends 35% of its op time
+in F's convolutions (YNNPACK), 5% in one broadcast to (chunks, B, samples
+per chunk, 64, 64, 3) kept for the backward pass of the corruption, and 5%
+making the bootstrap noise (gathering frames, scaling them to [0, 1])."""
 
 
 def bench_profile(*, ks, steps: int, batch_size: Optional[int] = None) -> dict:
