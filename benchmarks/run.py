@@ -1037,6 +1037,7 @@ def markdown(results) -> str:
   """The results as Markdown tables (benchmarks/results.md)."""
   m = results['machine']
   mm = results['matmul']
+  median_rate = 2 * mm['n'] ** 3 / mm.get('median_seconds', mm['seconds'])
   lines = [
       '# lanjax benchmarks', '',
       f'`python benchmarks/run.py{" --quick" if results["plan"] == "quick" else ""}`'
@@ -1053,7 +1054,7 @@ def markdown(results) -> str:
         if results.get('merged_runs') else []),
       f'Matmul yardstick: f32 {mm["n"]}x{mm["n"]} at '
       f'**{mm["flops_per_s"] / 1e9:.1f} GFLOP/s** (the fastest call; '
-      f'median {2 * mm["n"] ** 3 / mm.get("median_seconds", mm["seconds"]) / 1e9:.1f}).',
+      f'median {median_rate / 1e9:.1f}).',
       '',
       'Timings: median over runs of chained jitted steps (state donated, as '
       'in `training.fit`), each run closed by `block_until_ready`; "best run" '

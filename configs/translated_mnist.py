@@ -17,8 +17,8 @@ Variants (``--config configs/translated_mnist.py:VARIANT``):
           10,000 until 2026-12-07, same claims, mask means within 0.01).
           Runtime: 407-541 s wall for both domains with evaluation and
           the attribution comparison on the 2-core CPU (/usr/bin/time, two
-          runs on 2026-12-07: this machine's speed drifts; 677 s on 2026-11-23 with A at 10,000 steps and one
-          step per call). Shorter F schedules, measured and not adopted:
+          runs on 2026-12-07: this machine's speed drifts; 677 s on
+          2026-11-23 with A at 10,000 steps and one step per call). Shorter F schedules, measured and not adopted:
           F 10,000 steps at Adam 2e-3 and A 5,000 steps ran in 280 s wall
           (quiet), F 0.944 in both domains, but
           corner/accuracy_falls_at_border failed (0.091 [0.029, 0.148]

@@ -34,17 +34,18 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
 # few examples, once, so LLVM's optimisation of the CPU code XLA emits costs
 # more than it saves (a quick end-to-end experiment ran in 36 s instead of
 # 66 s at level 0). It changes how fast the emitted loops run, not what they
-# compute: convolutions and matrix products still go to their libraries, and
-# fusion is unchanged (the compiled HLO keeps its fusions and library
-# calls), but compiled memory is not: the benchmark's memory rows (K = 32,
-# chunked vs not) came out equal at level 0, so the benchmark's subprocess
-# runs at XLA's default (`subprocess_env(xla_defaults=True)`), as do CLI
-# runs outside pytest. A level set by the caller is kept; other subprocesses
-# inherit it (`subprocess_env`).
+# compute: convolutions and matrix products still go to their libraries,
+# fusion is unchanged, and so is compiled memory (Pong's LAN step at K = 256:
+# the same temporaries at both levels). The benchmark's subprocess, which
+# times what users get, runs at XLA's default
+# (`subprocess_env(xla_defaults=True)`), as do CLI runs outside pytest. A
+# level set by the caller is kept; other subprocesses inherit it
+# (`subprocess_env`).
 _TEST_XLA_FLAG = '--xla_backend_optimization_level=0'
 if 'xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
   os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' '
                              + _TEST_XLA_FLAG).strip()
+
 
 def pytest_unconfigure(config):
   """Removes the session's compilation cache (the process that made it)."""
@@ -70,8 +71,7 @@ def subprocess_env(*, xla_defaults: bool = False, **extra):
   """Environment for CLI subprocesses: repo on PYTHONPATH, quiet TF logs.
 
   ``xla_defaults``: without the session's `_TEST_XLA_FLAG`, for processes
-  that measure what users get (the benchmark: compiled memory differs at
-  optimisation level 0).
+  that time what users get (the benchmark).
   """
   env = dict(os.environ)
   if xla_defaults:

@@ -77,7 +77,7 @@ def jit_hoisting_constants(fun: Callable, *example_args) -> Callable:
   run = jax.jit(lambda consts, *args: jax.extend.core.jaxpr_as_fun(
       jax.extend.core.ClosedJaxpr(closed.jaxpr, consts))(
           *jax.tree.leaves(args)))
-  consts = list(closed.consts)
+  consts = [jnp.asarray(c) for c in closed.consts]  # on the device once
 
   def call(*args):
     return jax.tree.unflatten(out_tree, run(consts, *args))
